@@ -1,0 +1,25 @@
+"""Install with `pip install -e .` (add `.[test]` for the test tools)."""
+from setuptools import find_packages, setup
+
+setup(
+    name="resdist",
+    version="0.1.0",
+    description="Residual Distillation (NeurIPS 2020) in MindSpore: train plain CNNs without shortcuts "
+                "with the help of a frozen ResNet teacher.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    package_dir={"": "src"},
+    packages=find_packages("src"),
+    python_requires=">=3.9",
+    install_requires=[
+        # ms.set_device() needs 2.5; 2.10.0 is what the tests ran on. Ascend users install the build
+        # matching their CANN inside this range.
+        "mindspore>=2.5,<2.11",
+        # MindSpore's Python-row datasets fail under numpy 2.x (see README, "Known problems").
+        "numpy>=1.24,<2",
+        "pyyaml>=5.4",
+        "pillow>=9",
+    ],
+    extras_require={"test": ["pytest>=7", "onnxruntime>=1.16"]},
+)

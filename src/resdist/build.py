@@ -1,0 +1,40 @@
+"""Glue between a Config and the library: networks and data sets built the same way by train and eval."""
+import json
+import os
+
+from .data import create_dataset, native_image_size
+from .models import create_model, is_cifar_family
+
+
+def resolve_stem(cfg):
+    if cfg.stem != "auto":
+        return cfg.stem
+    return "cifar" if native_image_size(cfg.dataset) == 32 else "imagenet"
+
+
+def build_network(cfg, arch, num_classes):
+    """``create_model`` with the config's stem and plain variant (CIFAR-family nets have only one stem)."""
+    kwargs = {}
+    if not is_cifar_family(arch):
+        kwargs["stem"] = resolve_stem(cfg)
+    if arch.startswith("plain"):
+        kwargs["plain_variant"] = cfg.plain_variant
+    return create_model(arch, num_classes=num_classes, **kwargs)
+
+
+def build_dataset(cfg, split, rank=0, group_size=1, batch_size=None):
+    return create_dataset(
+        cfg.dataset, cfg.data_path, split, batch_size or cfg.batch_size, val_split=cfg.val_split,
+        image_size=cfg.image_size, num_parallel_workers=cfg.num_parallel_workers, rank=rank,
+        group_size=group_size, synthetic_train_size=cfg.synthetic_train_size,
+        synthetic_val_size=cfg.synthetic_val_size, num_classes=cfg.num_classes or 10)
+
+
+def write_json(path, obj):
+    """Write JSON atomically (temporary file, then rename)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.{os.getpid()}.partial"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=2, sort_keys=True)
+        f.write("\n")
+    os.replace(tmp, path)

@@ -1,0 +1,217 @@
+"""Configuration: one table of options (name, default, meaning), YAML recipe files, command-line overrides.
+
+Precedence: built-in default < ``--config FILE.yaml`` < ``--key value`` on the command line. Unknown keys and
+badly typed or out-of-range values are errors that name the key and what it accepts. Nothing is parsed at
+import time; entry points call ``parse_args`` in ``main()``.
+"""
+import argparse
+import difflib
+import os
+from dataclasses import dataclass
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config file or command-line value is wrong; the message names the key and the fix."""
+
+
+def _bool(value):
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{value!r} is not a boolean (true/false)")
+
+
+def _int_list(value):
+    if isinstance(value, (list, tuple)):
+        return [int(v) for v in value]
+    text = str(value).strip().strip("[]")
+    return [int(v) for v in text.replace(",", " ").split()] if text else []
+
+
+def _positive(v):
+    return None if v > 0 else "must be > 0"
+
+
+def _non_negative(v):
+    return None if v >= 0 else "must be >= 0"
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str
+    default: object
+    help: str
+    kind: object = None          # converter; inferred from the default when None
+    choices: tuple = None
+    check: object = None         # value -> error text or None
+    scope: str = "both"          # "train", "eval" or "both"
+
+    def convert(self, value):
+        kind = self.kind or {bool: _bool, int: int, float: float, str: str}[type(self.default)]
+        if kind is int and isinstance(value, float) and not value.is_integer():
+            raise ValueError(f"{value!r} is not an integer")
+        if kind is int and isinstance(value, bool):
+            raise ValueError(f"{value!r} is not an integer")
+        return kind(value)
+
+
+DEVICES = ("CPU", "GPU", "Ascend")
+PROCEDURES = ("teacher", "plain")
+
+OPTIONS = [
+    # what to train
+    Option("arch", "resnet20", "network to train (the student for distillation procedures); "
+           "see `--list_models`"),
+    Option("procedure", "teacher", "teacher: train a ResNet alone; plain: train a plain network alone",
+           choices=PROCEDURES, scope="train"),
+    Option("stem", "auto", "imagenet (7x7/2 conv + max-pool) or cifar (3x3/1 conv) stem for resnet18/34/50 and "
+           "plain18/34/50; auto picks cifar for 32x32 data sets", choices=("auto", "imagenet", "cifar")),
+    Option("plain_variant", "full", "plain networks: full (no shortcut at all) or keep_downsample (the stride-2 "
+           "projection blocks keep their shortcut, as in the RD authors' code)", choices=("full", "keep_downsample")),
+    # data
+    Option("dataset", "synthetic", "cifar10, cifar100, imagefolder (train/ and val/ class folders) or synthetic "
+           "(generated, for demos)", choices=("cifar10", "cifar100", "imagefolder", "synthetic")),
+    Option("data_path", "", "data set folder (CIFAR binary files or an image folder root)"),
+    Option("val_split", "auto", "where validation images come from: auto, test, none, data_batch_N (cifar10) or "
+           "a fraction such as 0.1 held out of the training set"),
+    Option("num_classes", 0, "number of classes; 0 takes it from the data set", check=_non_negative),
+    Option("image_size", 224, "input size for image folders (CIFAR and synthetic are 32)", check=_positive),
+    Option("batch_size", 128, "images per step per device", check=_positive),
+    Option("num_parallel_workers", 2, "dataset engine workers for decoding and augmentation", check=_positive),
+    Option("synthetic_train_size", 2560, "synthetic data set: training images", check=_positive),
+    Option("synthetic_val_size", 512, "synthetic data set: validation images", check=_positive),
+    # device and run
+    Option("device_target", "CPU", "CPU, GPU or Ascend", choices=DEVICES),
+    Option("mode", "graph", "graph (compiled, fast) or pynative (eager, for debugging)",
+           choices=("graph", "pynative")),
+    Option("distribute", False, "data-parallel run over the msrun / rank-table process group", scope="train"),
+    Option("seed", 1, "random seed (weights, shuffling, augmentation)"),
+    Option("output_dir", "", "where logs and checkpoints go; empty: a new outputs/<procedure>_<arch>_<time> "
+           "folder. An existing run folder is never overwritten: resume it or pick another", scope="train"),
+    Option("resume", "", "continue a run: a checkpoint path, or 'auto' for <output_dir>/last.ckpt", scope="train"),
+    # optimisation
+    Option("epochs", 3, "training epochs (alias: epoch_size)", check=_positive, scope="train"),
+    Option("max_steps_per_epoch", 0, "stop each epoch after this many steps (0: the whole epoch); for smoke "
+           "tests", check=_non_negative, scope="train"),
+    Option("lr", 0.1, "peak learning rate (per batch_size, not rescaled for more devices)", check=_positive,
+           scope="train"),
+    Option("lr_schedule", "step", "step (x lr_gamma at lr_milestones) or cosine (to 0)",
+           choices=("step", "cosine"), scope="train"),
+    Option("lr_milestones", [], "epochs at which the step schedule multiplies the lr by lr_gamma, e.g. 100,150",
+           kind=_int_list, scope="train"),
+    Option("lr_gamma", 0.1, "step schedule factor", check=_positive, scope="train"),
+    Option("warmup_epochs", 0, "linear warm-up epochs before the schedule", check=_non_negative, scope="train"),
+    Option("momentum", 0.9, "SGD momentum", check=_non_negative, scope="train"),
+    Option("nesterov", True, "Nesterov momentum (as the paper's code)", scope="train"),
+    Option("weight_decay", 5e-4, "L2 weight decay", check=_non_negative, scope="train"),
+    Option("wd_exclude_bn_bias", False, "no weight decay on BatchNorm parameters and biases", scope="train"),
+    Option("amp_level", "O0", "mixed precision: O0 (fp32), O2 or O3 (Ascend/GPU; forced to O0 on CPU)",
+           choices=("O0", "O2", "O3"), scope="train"),
+    Option("loss_scale", 1.0, "static loss scale (1: off; 1024 is usual with O2/O3)", check=_positive,
+           scope="train"),
+    # logging and checkpoints
+    Option("log_interval", 20, "log loss, lr and images/s every N steps", check=_positive, scope="train"),
+    Option("keep_checkpoint_max", 3, "per-epoch checkpoints to keep besides last.ckpt and best.ckpt",
+           check=_non_negative, scope="train"),
+    # evaluation
+    Option("ckpt_file", "", "checkpoint to evaluate", scope="eval"),
+    Option("output_json", "", "where eval writes its JSON; empty: beside the checkpoint", scope="eval"),
+]
+ALIASES = {"epoch_size": "epochs"}
+
+
+class Config(dict):
+    """A dict whose keys are also attributes (``cfg.lr``)."""
+
+    def __getattr__(self, key):
+        try:
+            return self[key]
+        except KeyError:
+            raise AttributeError(key) from None
+
+    def __setattr__(self, key, value):
+        self[key] = value
+
+
+def options_for(scope):
+    return [o for o in OPTIONS if o.scope in ("both", scope)]
+
+
+def _validate(option, value, source):
+    try:
+        value = option.convert(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{option.name}: {exc} (from {source}); {option.help}") from None
+    if option.choices and value not in option.choices:
+        raise ConfigError(f"{option.name}={value!r} (from {source}) is not one of {', '.join(option.choices)}")
+    if option.check:
+        problem = option.check(value)
+        if problem:
+            raise ConfigError(f"{option.name}={value!r} (from {source}) {problem}")
+    return value
+
+
+def load_yaml(path, scope="train"):
+    """Read a recipe file: a flat mapping of known keys. Returns {key: raw value}."""
+    if not os.path.isfile(path):
+        raise ConfigError(f"config file {path} does not exist")
+    with open(path, encoding="utf-8") as f:
+        try:
+            data = yaml.safe_load(f)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must be a mapping of key: value, not {type(data).__name__}")
+    known = {o.name for o in OPTIONS}
+    out = {}
+    for key, value in data.items():
+        key = ALIASES.get(key, key)
+        if key not in known:
+            hint = difflib.get_close_matches(str(key), known, n=1)
+            raise ConfigError(f"config file {path}: unknown key '{key}'"
+                              + (f" (did you mean '{hint[0]}'?)" if hint else "")
+                              + "; `--help` lists the keys")
+        out[key] = value
+    return out
+
+
+def build_parser(scope, description):
+    parser = argparse.ArgumentParser(description=description,
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--config", default="", help="YAML recipe whose keys set the defaults below")
+    parser.add_argument("--list_models", action="store_true", help="print the known network names and exit")
+    for option in options_for(scope):
+        names = ["--" + option.name] + ["--" + a for a, t in ALIASES.items() if t == option.name]
+        default = option.default if not isinstance(option.default, list) else ",".join(map(str, option.default))
+        extra = f" [choices: {', '.join(option.choices)}]" if option.choices else ""
+        parser.add_argument(*names, dest=option.name, default=argparse.SUPPRESS, metavar="V",
+                            help=f"{option.help}{extra} (default: {default!r})")
+    return parser
+
+
+def parse_args(argv, scope, description):
+    """Parse the command line of an entry point. Returns (Config, parsed argparse namespace)."""
+    parser = build_parser(scope, description)
+    args = parser.parse_args(argv)
+    values = {o.name: o.default for o in options_for(scope)}
+    sources = {}
+    if args.config:
+        for key, value in load_yaml(args.config, scope).items():
+            if key in values:  # keys for the other entry point are allowed in shared recipes
+                values[key], sources[key] = value, args.config
+    for option in options_for(scope):
+        if option.name in vars(args):
+            values[option.name], sources[option.name] = getattr(args, option.name), "command line"
+    cfg = Config()
+    for option in options_for(scope):
+        cfg[option.name] = _validate(option, values[option.name], sources.get(option.name, "default"))
+    cfg["config"] = args.config
+    return cfg, args

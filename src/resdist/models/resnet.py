@@ -1,0 +1,227 @@
+"""Residual networks and their shortcut-free "plain" twins.
+
+A network is a stem, a list of stages and a head (global average pooling + classifier). A plain network is
+the same architecture with the shortcut additions removed; its parameter names are the ResNet's, so a plain
+network and its teacher share names for everything they share.
+
+Stage API (what Residual Distillation needs): ``stage_outputs(x)`` gives every stage's output, and
+``forward_from_stage(f, k)`` runs stages k+1..S, pooling and classifier of *this* network on a feature ``f``
+that may come from another network's stage k (k counted from 1).
+"""
+from mindspore import nn, ops
+from mindspore.common.initializer import HeNormal
+
+from .registry import register_model
+
+# shortcut kinds of one block
+IDENTITY, PROJECTION, NO_SHORTCUT = "identity", "projection", "none"
+PLAIN_VARIANTS = ("full", "keep_downsample")
+STEMS = ("imagenet", "cifar")
+
+
+def conv(in_ch, out_ch, kernel, stride=1):
+    # Kaiming-normal, fan-out, ReLU gain: the initialisation of torchvision and of the RD authors' code.
+    return nn.Conv2d(in_ch, out_ch, kernel, stride=stride, pad_mode="pad", padding=kernel // 2,
+                     has_bias=False, weight_init=HeNormal(mode="fan_out", nonlinearity="relu"))
+
+
+def bn(ch):
+    return nn.BatchNorm2d(ch, momentum=0.9)  # MindSpore momentum 0.9 == PyTorch momentum 0.1
+
+
+class Projection(nn.Cell):
+    """1x1 conv + BN on the shortcut of a block that changes width or resolution."""
+
+    def __init__(self, in_ch, out_ch, stride):
+        super().__init__()
+        self.conv = conv(in_ch, out_ch, 1, stride)
+        self.bn = bn(out_ch)
+
+    def construct(self, x):
+        return self.bn(self.conv(x))
+
+
+class BasicBlock(nn.Cell):
+    expansion = 1
+
+    def __init__(self, in_ch, width, stride, shortcut):
+        super().__init__()
+        self.conv1 = conv(in_ch, width, 3, stride)
+        self.bn1 = bn(width)
+        self.conv2 = conv(width, width, 3)
+        self.bn2 = bn(width)
+        self.relu = nn.ReLU()
+        self.has_shortcut = shortcut != NO_SHORTCUT
+        self.downsample = Projection(in_ch, width, stride) if shortcut == PROJECTION else None
+
+    def construct(self, x):
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        if self.has_shortcut:
+            out = out + (x if self.downsample is None else self.downsample(x))
+        return self.relu(out)
+
+
+class Bottleneck(nn.Cell):
+    """ResNet v1.5 bottleneck (stride on the 3x3 conv), as torchvision and the RD authors' code."""
+    expansion = 4
+
+    def __init__(self, in_ch, width, stride, shortcut):
+        super().__init__()
+        out_ch = width * self.expansion
+        self.conv1 = conv(in_ch, width, 1)
+        self.bn1 = bn(width)
+        self.conv2 = conv(width, width, 3, stride)
+        self.bn2 = bn(width)
+        self.conv3 = conv(width, out_ch, 1)
+        self.bn3 = bn(out_ch)
+        self.relu = nn.ReLU()
+        self.has_shortcut = shortcut != NO_SHORTCUT
+        self.downsample = Projection(in_ch, out_ch, stride) if shortcut == PROJECTION else None
+
+    def construct(self, x):
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        if self.has_shortcut:
+            out = out + (x if self.downsample is None else self.downsample(x))
+        return self.relu(out)
+
+
+class Stem(nn.Cell):
+    """ImageNet stem (7x7/2 conv, BN, ReLU, 3x3/2 max-pool) or CIFAR stem (3x3/1 conv, BN, ReLU)."""
+
+    def __init__(self, kind, out_ch):
+        super().__init__()
+        if kind not in STEMS:
+            raise ValueError(f"unknown stem '{kind}'; choose one of {', '.join(STEMS)}")
+        self.conv = conv(3, out_ch, 7, 2) if kind == "imagenet" else conv(3, out_ch, 3, 1)
+        self.bn = bn(out_ch)
+        self.relu = nn.ReLU()
+        self.pool = nn.MaxPool2d(3, 2, pad_mode="same") if kind == "imagenet" else None
+
+    def construct(self, x):
+        x = self.relu(self.bn(self.conv(x)))
+        if self.pool is not None:
+            x = self.pool(x)
+        return x
+
+
+class ResNet(nn.Cell):
+    """Stem -> stages -> head. ``residual=False`` builds the plain twin (see ``plain_variant``).
+
+    plain_variant: ``full`` removes every shortcut (no projection convs either); ``keep_downsample`` keeps
+    the projection shortcut of blocks that change width/resolution and removes the identity ones, as the
+    RD authors' released code does.
+    """
+
+    def __init__(self, block, depths, widths, num_classes=1000, stem="imagenet", stem_width=None,
+                 residual=True, plain_variant="full"):
+        super().__init__()
+        if plain_variant not in PLAIN_VARIANTS:
+            raise ValueError(f"unknown plain_variant '{plain_variant}'; choose one of {', '.join(PLAIN_VARIANTS)}")
+        self.residual = residual
+        stem_width = stem_width or widths[0]
+        self.stem = Stem(stem, stem_width)
+        in_ch = stem_width
+        stages = []
+        for i, (depth, width) in enumerate(zip(depths, widths)):
+            blocks = []
+            for j in range(depth):
+                stride = 2 if (i > 0 and j == 0) else 1
+                needs_projection = stride != 1 or in_ch != width * block.expansion
+                if residual:
+                    shortcut = PROJECTION if needs_projection else IDENTITY
+                elif plain_variant == "keep_downsample" and needs_projection:
+                    shortcut = PROJECTION
+                else:
+                    shortcut = NO_SHORTCUT
+                blocks.append(block(in_ch, width, stride, shortcut))
+                in_ch = width * block.expansion
+            stages.append(nn.SequentialCell(blocks))
+        self.stages = nn.CellList(stages)
+        self.num_stages = len(stages)
+        self.num_features = in_ch
+        self.stage_channels = [w * block.expansion for w in widths]
+        self.fc = nn.Dense(in_ch, num_classes)
+
+    def forward_stem(self, x):
+        return self.stem(x)
+
+    def forward_features(self, x):
+        x = self.stem(x)
+        for stage in self.stages:
+            x = stage(x)
+        return x
+
+    def forward_head(self, features):
+        return self.fc(ops.mean(features, (2, 3)))
+
+    def construct(self, x):
+        return self.forward_head(self.forward_features(x))
+
+    def stage_outputs(self, x):
+        """Outputs of stages 1..S, as a tuple (the last is ``forward_features(x)``)."""
+        outs = ()
+        x = self.stem(x)
+        for stage in self.stages:
+            x = stage(x)
+            outs = outs + (x,)
+        return outs
+
+    def forward_from_stage(self, features, k):
+        """Run stages k+1..S, pooling and classifier on the output of stage k (1 <= k <= S)."""
+        x = features
+        for i in range(k, self.num_stages):
+            x = self.stages[i](x)
+        return self.forward_head(x)
+
+
+# ImageNet-style families: basic blocks (18/34) or bottlenecks (50), widths 64-512.
+_IMAGENET_FAMILY = {18: (BasicBlock, (2, 2, 2, 2)), 34: (BasicBlock, (3, 4, 6, 3)), 50: (Bottleneck, (3, 4, 6, 3))}
+# He et al. CIFAR family: 3 stages of n basic blocks, widths 16/32/64, depth 6n+2.
+_CIFAR_DEPTHS = (20, 32, 44, 56, 110)
+
+
+def _imagenet_family(depth, residual, num_classes, stem="imagenet", plain_variant="full"):
+    block, depths = _IMAGENET_FAMILY[depth]
+    return ResNet(block, depths, (64, 128, 256, 512), num_classes, stem=stem, residual=residual,
+                  plain_variant=plain_variant)
+
+
+def _cifar_family(depth, residual, num_classes, stem="cifar", plain_variant="full"):
+    if stem != "cifar":
+        raise ValueError(f"{'resnet' if residual else 'plain'}{depth} is a CIFAR network: it has only the cifar stem")
+    n = (depth - 2) // 6
+    # The block that widens a stage uses a projection (1x1 conv + BN) shortcut (He et al.'s option B).
+    return ResNet(BasicBlock, (n, n, n), (16, 32, 64), num_classes, stem="cifar", residual=residual,
+                  plain_variant=plain_variant)
+
+
+def _register(name, builder, depth, residual):
+    def factory(num_classes=1000, **kwargs):
+        return builder(depth, residual, num_classes, **kwargs)
+
+    factory.__name__ = name
+    factory.__doc__ = f"{'ResNet' if residual else 'Plain CNN'}-{depth}" + (
+        "" if residual else " (the ResNet with its shortcuts removed; see plain_variant)")
+    register_model(factory)
+
+
+for _depth in _IMAGENET_FAMILY:
+    _register(f"resnet{_depth}", _imagenet_family, _depth, True)
+    _register(f"plain{_depth}", _imagenet_family, _depth, False)
+for _depth in _CIFAR_DEPTHS:
+    _register(f"resnet{_depth}", _cifar_family, _depth, True)
+    _register(f"plain{_depth}", _cifar_family, _depth, False)
+
+
+def is_cifar_family(name):
+    return any(name in (f"resnet{d}", f"plain{d}") for d in _CIFAR_DEPTHS)
+
+
+def teacher_of(name):
+    """The residual network a plain network is the student of (plain20 -> resnet20)."""
+    if name.startswith("plain"):
+        return "resnet" + name[len("plain"):]
+    return name

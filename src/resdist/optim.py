@@ -1,0 +1,42 @@
+"""Learning-rate schedules (one value per step) and the SGD optimizer with optional no-decay groups."""
+import math
+
+import numpy as np
+
+
+def lr_per_step(base_lr, schedule, epochs, steps_per_epoch, milestones=(), gamma=0.1, warmup_epochs=0):
+    """Learning rate of every training step: linear warm-up, then step decay at ``milestones`` (epochs)
+    or cosine to 0. Returned as float32 array of length epochs * steps_per_epoch."""
+    total = epochs * steps_per_epoch
+    warmup = min(int(warmup_epochs * steps_per_epoch), total)
+    lrs = np.empty(total, np.float32)
+    for step in range(total):
+        if step < warmup:
+            lrs[step] = base_lr * (step + 1) / warmup
+        elif schedule == "cosine":
+            progress = (step - warmup) / max(1, total - warmup)
+            lrs[step] = 0.5 * base_lr * (1.0 + math.cos(math.pi * progress))
+        elif schedule == "step":
+            epoch = step // steps_per_epoch
+            lrs[step] = base_lr * gamma ** sum(epoch >= m for m in milestones)
+        else:
+            raise ValueError(f"unknown lr schedule '{schedule}'; choose step or cosine")
+    return lrs
+
+
+def is_no_decay(name):
+    """BatchNorm scale/shift and biases: the parameters usually spared from weight decay."""
+    return name.endswith((".gamma", ".beta", ".bias"))
+
+
+def create_optimizer(params, lrs, momentum=0.9, nesterov=True, weight_decay=5e-4, exclude_bn_bias=False):
+    """SGD over ``params`` ({name: Parameter}) with a per-step learning-rate array."""
+    import mindspore as ms
+    from mindspore import nn
+
+    decay = [p for n, p in params.items() if not (exclude_bn_bias and is_no_decay(n))]
+    no_decay = [p for n, p in params.items() if exclude_bn_bias and is_no_decay(n)]
+    groups = [{"params": decay, "weight_decay": weight_decay}]
+    if no_decay:
+        groups.append({"params": no_decay, "weight_decay": 0.0})
+    return nn.SGD(groups, learning_rate=ms.Tensor(lrs), momentum=momentum, nesterov=nesterov and momentum > 0)

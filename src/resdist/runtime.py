@@ -1,0 +1,81 @@
+"""Process-level setup: CPU kernel choice, logging, device/mode, seeds and the distributed group.
+
+`prefer_fast_cpu_kernels` must run before MindSpore is imported; this module therefore imports MindSpore
+only inside functions.
+"""
+import logging
+import os
+import platform
+import random
+import sys
+
+import numpy as np
+
+logger = logging.getLogger("resdist")
+
+ISA_VAR = "ONEDNN_MAX_CPU_ISA"
+
+
+def prefer_fast_cpu_kernels():
+    """Cap oneDNN at AVX2 on x86 unless the user chose an ISA.
+
+    On AVX-512 CPUs oneDNN (as shipped in MindSpore 2.10) falls back to a reference convolution that is
+    about 100x slower; capped at AVX2 it uses its JIT GEMM kernels. Returns a sentence for the log.
+    """
+    if ISA_VAR in os.environ:
+        return f"{ISA_VAR}={os.environ[ISA_VAR]} (set by the user, left alone)"
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return f"{ISA_VAR} not set ({platform.machine()} is not x86)"
+    if "mindspore" in sys.modules:
+        return f"{ISA_VAR} not set: MindSpore was imported first, so it would have no effect"
+    os.environ[ISA_VAR] = "AVX2"
+    return f"set {ISA_VAR}=AVX2 (oneDNN's AVX-512 path uses a ~100x slower reference convolution here)"
+
+
+def setup_logging(log_file=None, rank=0):
+    """Log to stdout (rank 0 at INFO, other ranks at WARNING) and, if given, to a file."""
+    root = logging.getLogger("resdist")
+    root.handlers.clear()
+    root.setLevel(logging.INFO if rank == 0 else logging.WARNING)
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S")
+    stream = logging.StreamHandler(sys.stdout)
+    stream.setFormatter(fmt)
+    root.addHandler(stream)
+    if log_file:
+        os.makedirs(os.path.dirname(os.path.abspath(log_file)), exist_ok=True)
+        fh = logging.FileHandler(log_file)
+        fh.setFormatter(fmt)
+        root.addHandler(fh)
+    root.propagate = False
+    return root
+
+
+def init_context(device_target="CPU", mode="graph", seed=0, distribute=False):
+    """Select device and execution mode, seed every generator, join the process group if asked.
+
+    Returns (rank, group_size).
+    """
+    import mindspore as ms
+
+    ms.set_device(device_target)
+    ms.set_context(mode=ms.GRAPH_MODE if mode == "graph" else ms.PYNATIVE_MODE)
+    rank, group_size = 0, 1
+    if distribute:
+        from mindspore.communication import get_group_size, get_rank, init
+
+        init()  # after set_context(mode=...), as MindSpore requires
+        rank, group_size = get_rank(), get_group_size()
+        ms.set_auto_parallel_context(parallel_mode=ms.ParallelMode.DATA_PARALLEL, gradients_mean=True,
+                                     device_num=group_size)
+    seed_everything(seed)
+    return rank, group_size
+
+
+def seed_everything(seed):
+    import mindspore as ms
+    import mindspore.dataset as ds
+
+    random.seed(seed)
+    np.random.seed(seed)
+    ms.set_seed(seed)
+    ds.config.set_seed(seed)

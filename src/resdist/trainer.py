@@ -1,0 +1,198 @@
+"""The training loop: data, network, objective, optimizer, logging, validation and checkpoints.
+
+``train(cfg)`` runs one training job described by a Config (see ``resdist.config``) and returns its
+per-epoch metrics. The objective (what loss is optimised) comes from ``build_objective``; the loop is the same
+for every procedure.
+"""
+import logging
+import os
+import time
+
+import mindspore as ms
+import numpy as np
+from mindspore import nn, ops
+
+from . import checkpoint as ckpt_io
+from .build import build_dataset, build_network, write_json
+from .config import ConfigError
+from .evaluate import evaluate
+from .losses import CrossEntropyObjective
+from .optim import create_optimizer, lr_per_step
+
+logger = logging.getLogger("resdist")
+
+
+def check_procedure(cfg):
+    residual = cfg.arch.startswith("resnet")
+    if cfg.procedure == "teacher" and not residual:
+        raise ConfigError(f"procedure=teacher trains a residual network, but arch={cfg.arch} is plain; "
+                          f"use procedure=plain, or arch=resnet{cfg.arch[len('plain'):]}")
+    if cfg.procedure == "plain" and residual:
+        raise ConfigError(f"procedure=plain trains a plain network, but arch={cfg.arch} has shortcuts; "
+                          f"use procedure=teacher, or arch=plain{cfg.arch[len('resnet'):]}")
+
+
+def build_objective(cfg, net, num_classes):
+    """The loss Cell for ``cfg.procedure`` (teacher and plain: cross-entropy of one network)."""
+    return CrossEntropyObjective(net)
+
+
+def make_train_step(objective, optimizer, loss_scale=1.0, distributed=False, compile_step=True):
+    """One optimisation step ``(images, labels) -> (loss, correct, terms)``: forward, backward through the
+    objective, (all-reduce), SGD update. Gradients are taken w.r.t. the optimizer's parameters only, so
+    anything else in the objective (e.g. a frozen teacher) gets no weight gradients."""
+    weights = optimizer.parameters
+    scaler = ms.amp.StaticLossScaler(loss_scale)
+
+    def forward(images, labels):
+        loss, logits, terms = objective(images, labels)
+        return scaler.scale(loss), logits, terms
+
+    grad_fn = ms.value_and_grad(forward, None, weights, has_aux=True)
+    reducer = nn.DistributedGradReducer(weights) if distributed else None
+
+    def step(images, labels):
+        (loss, logits, terms), grads = grad_fn(images, labels)
+        if reducer is not None:
+            grads = reducer(grads)
+        optimizer(scaler.unscale(grads))
+        correct = (ops.argmax(logits, 1) == labels).astype(ms.int32).sum()
+        return scaler.unscale(loss), correct, terms
+
+    return ms.jit(step) if compile_step else step
+
+
+def prepare_output_dir(cfg, rank):
+    if not cfg.output_dir:
+        if cfg.distribute:
+            raise ConfigError("distribute=true needs an explicit output_dir shared by all ranks")
+        if cfg.resume == "auto":
+            raise ConfigError("resume=auto needs the output_dir of the run to continue")
+        cfg.output_dir = os.path.join("outputs", f"{cfg.procedure}_{cfg.arch}_{cfg.dataset}_"
+                                                 f"{time.strftime('%Y%m%d-%H%M%S')}")
+    last = os.path.join(cfg.output_dir, "last.ckpt")
+    if not cfg.resume and os.path.exists(last):
+        raise ConfigError(f"output_dir {cfg.output_dir} already holds a run ({last}); pass --resume auto to "
+                          f"continue it, or choose another --output_dir")
+    if cfg.resume == "auto":
+        cfg.resume = last
+    if rank == 0:
+        os.makedirs(cfg.output_dir, exist_ok=True)
+
+
+def train(cfg, rank=0, group_size=1):
+    """Train as ``cfg`` says. Logging must be set up by the caller; returns the list of epoch metrics."""
+    check_procedure(cfg)
+    if cfg.amp_level != "O0" and cfg.device_target == "CPU":
+        logger.warning("amp_level=%s is for Ascend/GPU; using O0 on CPU", cfg.amp_level)
+        cfg.amp_level = "O0"
+
+    train_ds, train_info = build_dataset(cfg, "train", rank, group_size)
+    val_ds = val_info = None
+    if str(cfg.val_split) != "none":
+        val_ds, val_info = build_dataset(cfg, "val")
+    num_classes = train_info["num_classes"]
+    if cfg.num_classes and cfg.num_classes != num_classes:
+        raise ConfigError(f"num_classes={cfg.num_classes} but {cfg.dataset} has {num_classes} classes")
+    logger.info("data: %s %s, %d images (%s)%s; %d classes", cfg.dataset, cfg.data_path or "(generated)",
+                train_info["num_samples"], train_info["split"],
+                f" per rank x {group_size} ranks" if group_size > 1 else "", num_classes)
+    if val_info:
+        logger.info("validation: %d images (%s)", val_info["num_samples"], val_info["split"])
+
+    net = build_network(cfg, cfg.arch, num_classes)
+    if cfg.amp_level != "O0":
+        net = ms.amp.auto_mixed_precision(net, cfg.amp_level)
+    objective = build_objective(cfg, net, num_classes)
+    deployable = objective.deployable
+    trainable = {n: p for n, p in objective.parameters_and_names() if p.requires_grad}
+    logger.info("network: %s, %.3fM parameters (%s); procedure %s", cfg.arch,
+                sum(p.size for p in deployable.trainable_params()) / 1e6, type(deployable).__name__, cfg.procedure)
+
+    steps_per_epoch = train_ds.get_dataset_size()
+    if cfg.max_steps_per_epoch:
+        steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
+    lrs = lr_per_step(cfg.lr, cfg.lr_schedule, cfg.epochs, steps_per_epoch, cfg.lr_milestones, cfg.lr_gamma,
+                      cfg.warmup_epochs)
+    optimizer = create_optimizer(trainable, lrs, cfg.momentum, cfg.nesterov, cfg.weight_decay,
+                                 cfg.wd_exclude_bn_bias)
+
+    start_epoch, best_acc, history = 0, -1.0, []
+    if cfg.resume:
+        state = ckpt_io.read(cfg.resume, "resume checkpoint")
+        ckpt_io.load_network(deployable, state, "resume checkpoint", cfg.resume, cfg.arch)
+        ckpt_io.load_optimizer(optimizer, objective, state, cfg.resume)
+        start_epoch = int(ckpt_io.meta_value(state, "epoch", 0))
+        best_acc = float(ckpt_io.meta_value(state, "best_acc", -1.0))
+        logger.info("resumed from %s: %d epochs done, best val top-1 %.2f%%", cfg.resume, start_epoch, best_acc)
+        if start_epoch >= cfg.epochs:
+            logger.info("nothing to do: the run already has %d of %d epochs", start_epoch, cfg.epochs)
+            return history
+
+    train_step = make_train_step(objective, optimizer, cfg.loss_scale, group_size > 1, cfg.mode == "graph")
+    manager = ckpt_io.CheckpointManager(cfg.output_dir, cfg.keep_checkpoint_max)
+    meta = {"arch": cfg.arch, "procedure": cfg.procedure, "num_classes": num_classes, "dataset": cfg.dataset}
+    names = objective.term_names
+    images_per_step = cfg.batch_size * group_size
+
+    for epoch in range(start_epoch, cfg.epochs):
+        objective.set_train(True)
+        epoch_start = tick = time.time()
+        loss_sum, correct, seen = 0.0, 0, 0
+        term_sums = np.zeros(len(names))
+        iterator = train_ds.create_tuple_iterator(num_epochs=1)
+        for step, (images, labels) in enumerate(iterator, 1):
+            loss, n_correct, terms = train_step(images, labels)
+            loss = float(loss.asnumpy())
+            if not np.isfinite(loss):
+                raise FloatingPointError(f"loss became {loss} at epoch {epoch + 1} step {step}; lower --lr or "
+                                         f"check the data")
+            loss_sum += loss
+            term_sums += [float(t.asnumpy()) for t in terms]
+            correct += int(n_correct.asnumpy())
+            seen += len(labels)
+            if step % cfg.log_interval == 0 or step == steps_per_epoch:
+                now = time.time()
+                done = (step - 1) % cfg.log_interval + 1
+                logger.info("epoch %d/%d step %d/%d loss %.4f %s lr %.5f %.1f img/s", epoch + 1, cfg.epochs,
+                            step, steps_per_epoch, loss,
+                            " ".join(f"{n} {float(t.asnumpy()):.4f}" for n, t in zip(names, terms)),
+                            lrs[min(epoch * steps_per_epoch + step - 1, len(lrs) - 1)],
+                            done * images_per_step / max(now - tick, 1e-9))
+                tick = now
+            if step >= steps_per_epoch:
+                break
+        train_time = time.time() - epoch_start
+        record = {"epoch": epoch + 1, "train_loss": loss_sum / step, "train_acc": 100.0 * correct / seen,
+                  "train_images_per_s": seen * group_size / train_time,
+                  **{f"train_{n}": s / step for n, s in zip(names, term_sums)}}
+        if val_ds is not None:
+            val = evaluate(deployable, val_ds)
+            record.update(val_top1=val["top1"], val_top5=val["top5"])
+        acc = record.get("val_top1", record["train_acc"])
+        is_best = acc > best_acc
+        best_acc = max(acc, best_acc)
+        logger.info("epoch %d/%d done in %.1fs: train loss %.4f acc %.2f%%%s; %.1f img/s", epoch + 1, cfg.epochs,
+                    train_time, record["train_loss"], record["train_acc"],
+                    f", val top-1 {record['val_top1']:.2f}% top-5 {record['val_top5']:.2f}%" if val_ds else "",
+                    record["train_images_per_s"])
+        history.append(record)
+        if rank == 0:
+            params = {**ckpt_io.network_params(deployable), **ckpt_io.optimizer_params(optimizer, objective)}
+            manager.save_epoch(epoch + 1, params, {**meta, "epoch": epoch + 1, "best_acc": best_acc}, is_best)
+            write_json(os.path.join(cfg.output_dir, "metrics.json"), _merge_history(cfg.output_dir, history))
+    return history
+
+
+def _merge_history(output_dir, history):
+    """metrics.json keeps the epochs of earlier (resumed) sessions of the same run."""
+    import json
+
+    path = os.path.join(output_dir, "metrics.json")
+    old = []
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as f:
+            old = json.load(f).get("epochs", [])
+    epochs = {r["epoch"]: r for r in old}
+    epochs.update({r["epoch"]: r for r in history})
+    return {"epochs": [epochs[e] for e in sorted(epochs)]}
