@@ -18,7 +18,11 @@ def main(argv=None):
     from resdist.config import ConfigError, parse_args
     from resdist.data import DatasetError
 
-    cfg, args = parse_args(argv, "eval", __doc__.strip().splitlines()[0])
+    try:
+        cfg, args = parse_args(argv, "eval", __doc__.strip().splitlines()[0])
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if args.list_models:
         from resdist.models import list_models
         print("\n".join(list_models()))

@@ -18,17 +18,19 @@ def main(argv=None):
     from resdist.config import ConfigError, parse_args
     from resdist.data import DatasetError
 
-    cfg, args = parse_args(argv, "train", __doc__.strip().splitlines()[0])
+    try:
+        cfg, args = parse_args(argv, "train", __doc__.strip().splitlines()[0])
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if args.list_models:
         from resdist.models import list_models
         print("\n".join(list_models()))
         return 0
     try:
-        from resdist.models import is_model, list_models
-        if not is_model(cfg.arch):
-            raise ConfigError(f"unknown arch '{cfg.arch}'; known: {', '.join(list_models())}")
+        from resdist.trainer import check_inputs, prepare_output_dir, train
+        check_inputs(cfg)  # bad input fails before anything is written
         rank, group_size = runtime.init_context(cfg.device_target, cfg.mode, cfg.seed, cfg.distribute)
-        from resdist.trainer import prepare_output_dir, train
         prepare_output_dir(cfg, rank)
         log_name = "train.log" if group_size == 1 else f"train_rank{rank}.log"
         runtime.setup_logging(os.path.join(cfg.output_dir, log_name), rank)

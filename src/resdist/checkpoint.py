@@ -10,6 +10,7 @@ import os
 import numpy as np
 
 OPTIMIZER_PREFIXES = ("moments.", "accum.", "stat.", "global_step", "momentum", "learning_rate")
+META_KEYS = ("epoch", "best_acc", "num_classes")  # numbers saved with the weights by the trainer
 
 
 class CheckpointError(ValueError):
@@ -69,9 +70,8 @@ def load_network(net, ckpt, what="checkpoint", path="", arch=None):
     missing = [n for n in params if n not in stored]
     shape_bad = [f"{n} {tuple(stored[n].shape)} vs {tuple(params[n].shape)}"
                  for n in params if n in stored and tuple(stored[n].shape) != tuple(params[n].shape)]
-    meta_names = {"epoch", "best_acc", "step"}
     unexpected = [n for n in stored if n not in params and not n.startswith(OPTIMIZER_PREFIXES)
-                  and n not in meta_names]
+                  and n not in META_KEYS]
     if missing or shape_bad or unexpected:
         saved_arch = ckpt.get("arch")
         parts = []

@@ -54,10 +54,14 @@ class Option:
 
     def convert(self, value):
         kind = self.kind or {bool: _bool, int: int, float: float, str: str}[type(self.default)]
-        if kind is int and isinstance(value, float) and not value.is_integer():
-            raise ValueError(f"{value!r} is not an integer")
-        if kind is int and isinstance(value, bool):
-            raise ValueError(f"{value!r} is not an integer")
+        if kind in (int, float):
+            what = "an integer" if kind is int else "a number"
+            if isinstance(value, bool) or (kind is int and isinstance(value, float) and not value.is_integer()):
+                raise ValueError(f"{value!r} is not {what}")
+            try:
+                return kind(value)
+            except ValueError:
+                raise ValueError(f"{value!r} is not {what}") from None
         return kind(value)
 
 

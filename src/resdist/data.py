@@ -28,7 +28,8 @@ CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-HOLDOUT_SEED = 12345  # fixed: the validation images must not change with the training seed
+HOLDOUT_SEED = 12345
+SYNTHETIC_VAL_OFFSET = 10_000_000  # fixed: the validation images must not change with the training seed
 
 
 class DatasetError(ValueError):
@@ -147,7 +148,7 @@ class SyntheticImages:
         index = int(index) + self.offset
         label = index % self.num_classes
         noise = np.random.default_rng(index).uniform(0, 255, size=(32, 32, 3))
-        image = 0.55 * self.templates[label] + 0.45 * noise
+        image = 0.35 * self.templates[label] + 0.65 * noise
         return image.astype(np.uint8), np.int32(label)
 
 
@@ -155,12 +156,33 @@ def _synthetic(num_train, num_val, num_classes, test):
     import mindspore.dataset as ds
 
     n = num_val if test else num_train
-    source = SyntheticImages(n, num_classes, offset=num_train if test else 0)
+    # validation images come from a far index range: the same images whatever the training-set size
+    source = SyntheticImages(n, num_classes, offset=SYNTHETIC_VAL_OFFSET if test else 0)
 
     def make(sampler):
         return ds.GeneratorDataset(source, column_names=["image", "label"], sampler=sampler,
                                    python_multiprocessing=False)
     return make, n
+
+
+def _source(name, path, test, synthetic_train_size=2560, synthetic_val_size=512, num_classes=10):
+    """(make(sampler) -> Dataset, number of images, number of classes), after checking the files."""
+    if name == "cifar10":
+        return (*_cifar10(path, test), 10)
+    if name == "cifar100":
+        return (*_cifar100(path, test), 100)
+    if name == "imagefolder":
+        return (*_imagefolder(path, test), len(image_folder_classes(path)))
+    return (*_synthetic(synthetic_train_size, synthetic_val_size, num_classes, test), num_classes)
+
+
+def check_dataset(name, data_path, val_split="auto"):
+    """Check the files of a data set (and of its validation split) without building a pipeline."""
+    val_split = resolve_val_split(name, data_path, val_split)
+    _source(name, data_path, False)
+    if val_split == "test":
+        _source(name, data_path, True)
+    return val_split
 
 
 def _has_test_split(name, path):
@@ -254,18 +276,8 @@ def create_dataset(name, data_path, split, batch_size, *, val_split="auto", imag
     if split == "val" and val_split == "none":
         raise DatasetError("no validation split: val_split=none")
     use_test = split == "val" and val_split == "test"
-    if name == "cifar10":
-        make, n_total = _cifar10(data_path, use_test)
-        n_classes = 10
-    elif name == "cifar100":
-        make, n_total = _cifar100(data_path, use_test)
-        n_classes = 100
-    elif name == "imagefolder":
-        make, n_total = _imagefolder(data_path, use_test)
-        n_classes = len(image_folder_classes(data_path))
-    else:
-        make, n_total = _synthetic(synthetic_train_size, synthetic_val_size, num_classes, use_test)
-        n_classes = num_classes
+    make, n_total, n_classes = _source(name, data_path, use_test, synthetic_train_size, synthetic_val_size,
+                                       num_classes)
 
     train = split == "train"
     if val_split in ("test", "none") or (name == "synthetic"):

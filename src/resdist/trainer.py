@@ -32,6 +32,17 @@ def check_procedure(cfg):
                           f"use procedure=teacher, or arch=plain{cfg.arch[len('resnet'):]}")
 
 
+def check_inputs(cfg):
+    """Everything that can be checked before an output folder is created or a graph compiled."""
+    from .data import check_dataset
+    from .models import is_model, list_models
+
+    if not is_model(cfg.arch):
+        raise ConfigError(f"unknown arch '{cfg.arch}'; known: {', '.join(list_models())}")
+    check_procedure(cfg)
+    check_dataset(cfg.dataset, cfg.data_path, cfg.val_split)
+
+
 def build_objective(cfg, net, num_classes):
     """The loss Cell for ``cfg.procedure`` (teacher and plain: cross-entropy of one network)."""
     return CrossEntropyObjective(net)
@@ -82,7 +93,7 @@ def prepare_output_dir(cfg, rank):
 
 def train(cfg, rank=0, group_size=1):
     """Train as ``cfg`` says. Logging must be set up by the caller; returns the list of epoch metrics."""
-    check_procedure(cfg)
+    check_inputs(cfg)
     if cfg.amp_level != "O0" and cfg.device_target == "CPU":
         logger.warning("amp_level=%s is for Ascend/GPU; using O0 on CPU", cfg.amp_level)
         cfg.amp_level = "O0"

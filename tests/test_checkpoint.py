@@ -1,0 +1,80 @@
+import os
+
+import numpy as np
+import pytest
+
+from resdist import checkpoint as ckpt_io
+from resdist.models import create_model
+
+
+def test_round_trip_under_relative_names_whatever_the_parent(tmp_path):
+    from mindspore import nn
+
+    class Parent(nn.Cell):
+        def __init__(self, net):
+            super().__init__()
+            self.student = net
+
+    net = create_model("plain20", num_classes=10)
+    Parent(net)  # prefixes the parameter names with "student."
+    path = str(tmp_path / "a.ckpt")
+    ckpt_io.save(path, ckpt_io.network_params(net), {"arch": "plain20", "epoch": 3})
+    state = ckpt_io.read(path)
+    assert "stem.conv.weight" in state and ckpt_io.meta_value(state, "epoch") == 3
+    fresh = create_model("plain20", num_classes=10)
+    ckpt_io.load_network(fresh, state, path=path, arch="plain20")
+    for (name, a), (_, b) in zip(net.parameters_and_names(), fresh.parameters_and_names()):
+        np.testing.assert_array_equal(a.asnumpy(), b.asnumpy(), err_msg=name)
+    assert os.listdir(tmp_path) == ["a.ckpt"]  # no temporary file left behind
+
+
+def test_missing_and_corrupt_files(tmp_path):
+    with pytest.raises(ckpt_io.CheckpointError, match="does not exist"):
+        ckpt_io.read(str(tmp_path / "none.ckpt"))
+    path = tmp_path / "bad.ckpt"
+    ckpt_io.save(str(path), ckpt_io.network_params(create_model("resnet20", num_classes=10)))
+    data = path.read_bytes()
+    os.chmod(path, 0o600)
+    path.write_bytes(data[: len(data) // 3])
+    with pytest.raises(ckpt_io.CheckpointError, match="cannot be read: it is corrupt, truncated"):
+        ckpt_io.read(str(path))
+
+
+def test_mismatched_architecture_names_the_parameters(tmp_path):
+    path = str(tmp_path / "r20.ckpt")
+    ckpt_io.save(path, ckpt_io.network_params(create_model("resnet20", num_classes=10)), {"arch": "resnet20"})
+    state = ckpt_io.read(path)
+    with pytest.raises(ckpt_io.CheckpointError,
+                       match=r"saved from 'resnet20', not 'plain20'.*not in the network: stages.1.0.downsample"):
+        ckpt_io.load_network(create_model("plain20", num_classes=10), state, path=path, arch="plain20")
+    with pytest.raises(ckpt_io.CheckpointError, match=r"shape mismatch .*fc.bias \(10,\) vs \(100,\)"):
+        ckpt_io.load_network(create_model("resnet20", num_classes=100), state, path=path, arch="resnet20")
+    with pytest.raises(ckpt_io.CheckpointError, match=r"missing from the checkpoint: stages.0.3.bn1.beta.* and 55 more"):
+        ckpt_io.load_network(create_model("resnet32", num_classes=10), state, path=path, arch="resnet32")
+
+
+def test_failed_save_keeps_the_previous_file(tmp_path, monkeypatch):
+    import mindspore as ms
+
+    path = str(tmp_path / "last.ckpt")
+    net = create_model("resnet20", num_classes=10)
+    ckpt_io.save(path, ckpt_io.network_params(net), {"epoch": 1})
+    before = open(path, "rb").read()
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ms, "save_checkpoint", crash)
+    with pytest.raises(OSError, match="disk full"):
+        ckpt_io.save(path, ckpt_io.network_params(net), {"epoch": 2})
+    assert open(path, "rb").read() == before
+
+
+def test_manager_keeps_last_n_epoch_files(tmp_path):
+    params = ckpt_io.network_params(create_model("resnet20", num_classes=10))
+    manager = ckpt_io.CheckpointManager(str(tmp_path), keep_max=2)
+    for epoch, best in [(1, True), (2, False), (3, True), (4, False)]:
+        manager.save_epoch(epoch, params, {"epoch": epoch}, best)
+    assert sorted(os.listdir(tmp_path)) == ["best.ckpt", "epoch_0003.ckpt", "epoch_0004.ckpt", "last.ckpt"]
+    assert ckpt_io.meta_value(ckpt_io.read(manager.best), "epoch") == 3
+    assert ckpt_io.meta_value(ckpt_io.read(manager.last), "epoch") == 4

@@ -1,0 +1,150 @@
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import CIFAR10_DIR, JPEG_DIR
+from resdist.data import CIFAR10_RECORD, DatasetError, create_dataset, resolve_val_split
+
+
+def _labels(dataset):
+    return np.concatenate([lab.asnumpy() for _, lab in dataset.create_tuple_iterator(num_epochs=1)])
+
+
+def _raw_labels(fname, n=None):
+    with open(os.path.join(CIFAR10_DIR, fname), "rb") as f:
+        raw = np.frombuffer(f.read(), np.uint8).reshape(-1, CIFAR10_RECORD)
+    return raw[:n, 0] if n else raw[:, 0]
+
+
+def test_cifar10_holds_out_data_batch_5_as_validation():
+    val, info = create_dataset("cifar10", CIFAR10_DIR, "val", 500)
+    assert info["split"] == "validation held out of the training set (data_batch_5)"
+    assert info["num_samples"] == 10000
+    labels = _labels(val)
+    np.testing.assert_array_equal(labels, _raw_labels("data_batch_5.bin"))  # same records, same order
+    images, batch_labels = next(val.create_tuple_iterator(num_epochs=1))
+    assert images.shape == (500, 3, 32, 32) and str(images.dtype) == "Float32"
+    assert str(batch_labels.dtype) == "Int32"
+    # normalised with CIFAR statistics: roughly zero mean, unit spread
+    assert abs(float(images.mean())) < 0.3 and 0.7 < float(images.std()) < 1.3
+
+
+def test_cifar10_train_split_excludes_validation_and_is_sharded():
+    train, info = create_dataset("cifar10", CIFAR10_DIR, "train", 1000, rank=1, group_size=2)
+    assert info["num_samples"] == 20000 and info["split"] == "train minus held-out data_batch_5"
+    assert train.get_dataset_size() == 20
+    counts = np.bincount(_labels(train), minlength=10)
+    expected = np.bincount(np.concatenate([_raw_labels(f"data_batch_{i}.bin") for i in range(1, 5)])[1::2],
+                           minlength=10)
+    np.testing.assert_array_equal(counts, expected)
+
+
+def test_fraction_holdout_is_fixed_and_disjoint():
+    from resdist.data import _holdout_indices
+
+    train, val = _holdout_indices("0.1", 50000)
+    train2, val2 = _holdout_indices("0.1", 50000)
+    assert len(val) == 5000 and len(train) == 45000
+    assert not set(train) & set(val)
+    np.testing.assert_array_equal(val, val2)
+
+
+def test_image_folder_reads_real_jpegs_with_shared_class_indexing():
+    train, info = create_dataset("imagefolder", JPEG_DIR, "train", 50, image_size=32)
+    assert info["num_classes"] == 10 and info["num_samples"] == 500
+    images, _ = next(train.create_tuple_iterator(num_epochs=1))
+    assert images.shape == (50, 3, 32, 32)
+    val, vinfo = create_dataset("imagefolder", JPEG_DIR, "val", 100, image_size=32)
+    assert vinfo["split"] == "val/ folder"
+    assert np.bincount(_labels(val), minlength=10).tolist() == [10] * 10
+
+
+def test_synthetic_is_deterministic_and_balanced():
+    val, info = create_dataset("synthetic", "", "val", 64, synthetic_val_size=128)
+    a = [img.asnumpy() for img, _ in val.create_tuple_iterator(num_epochs=1)]
+    b = [img.asnumpy() for img, _ in val.create_tuple_iterator(num_epochs=1)]
+    np.testing.assert_array_equal(a[0], b[0])
+    assert np.bincount(_labels(val)).tolist() == [13] * 8 + [12] * 2
+
+
+# --- bad input -------------------------------------------------------------------------------------------------
+
+def _cifar_copy(tmp_path, truncate=None, drop=None):
+    """A CIFAR-10 folder of links to the real files, one of them truncated or missing."""
+    d = tmp_path / "cifar"
+    d.mkdir()
+    for i in range(1, 6):
+        name = f"data_batch_{i}.bin"
+        if name == drop:
+            continue
+        if name == truncate:
+            with open(os.path.join(CIFAR10_DIR, name), "rb") as src:
+                (d / name).write_bytes(src.read(CIFAR10_RECORD * 100 + 7))
+        else:
+            os.symlink(os.path.join(CIFAR10_DIR, name), d / name)
+    return str(d)
+
+
+def test_missing_folder_is_named(tmp_path):
+    with pytest.raises(DatasetError, match=f"data_path {tmp_path}/nope is not a directory"):
+        create_dataset("cifar10", str(tmp_path / "nope"), "train", 32)
+
+
+def test_truncated_cifar_file_is_named(tmp_path):
+    path = _cifar_copy(tmp_path, truncate="data_batch_3.bin")
+    with pytest.raises(DatasetError, match=r"data_batch_3.bin has 307307 bytes, expected 30730000.*truncated"):
+        create_dataset("cifar10", path, "train", 32)
+
+
+def test_missing_cifar_file_is_named(tmp_path):
+    path = _cifar_copy(tmp_path, drop="data_batch_2.bin")
+    with pytest.raises(DatasetError, match="missing file .*data_batch_2.bin"):
+        create_dataset("cifar10", path, "val", 32)
+
+
+def test_folder_without_cifar_files(tmp_path):
+    with pytest.raises(DatasetError, match="CIFAR-100 .*missing file .*train.bin"):
+        create_dataset("cifar100", str(tmp_path), "train", 32)
+
+
+def test_val_split_test_without_test_file_is_an_error():
+    with pytest.raises(DatasetError, match="no official test split"):
+        resolve_val_split("cifar10", CIFAR10_DIR, "test")
+    with pytest.raises(DatasetError, match="not one of auto, test, none"):
+        resolve_val_split("cifar10", CIFAR10_DIR, "1.5")
+    with pytest.raises(DatasetError, match="only for cifar10"):
+        resolve_val_split("cifar100", CIFAR10_DIR, "data_batch_5")
+
+
+def _jpeg_copy(tmp_path):
+    dst = tmp_path / "folder"
+    shutil.copytree(JPEG_DIR, dst)
+    return dst
+
+
+def test_image_folder_with_an_empty_class(tmp_path):
+    root = _jpeg_copy(tmp_path)
+    for f in (root / "train" / "cat").iterdir():
+        f.unlink()
+    with pytest.raises(DatasetError, match=r"class folder .*train/cat has no images"):
+        create_dataset("imagefolder", str(root), "train", 10, image_size=32)
+
+
+def test_image_folder_without_images(tmp_path):
+    (tmp_path / "empty" / "train").mkdir(parents=True)
+    with pytest.raises(DatasetError, match="has no class sub-folders"):
+        create_dataset("imagefolder", str(tmp_path / "empty"), "train", 10)
+
+
+def test_image_folder_classes_differ_between_train_and_val(tmp_path):
+    root = _jpeg_copy(tmp_path)
+    (root / "val" / "dog").rename(root / "val" / "wolf")
+    with pytest.raises(DatasetError, match=r"classes differ.*only in train: \['dog'\], only in val: \['wolf'\]"):
+        create_dataset("imagefolder", str(root), "val", 10, image_size=32)
+
+
+def test_too_few_images_for_a_batch():
+    with pytest.raises(DatasetError, match="fewer than batch_size=4096"):
+        create_dataset("synthetic", "", "train", 4096, synthetic_train_size=100)

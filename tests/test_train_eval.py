@@ -1,0 +1,95 @@
+"""End to end: train.py and eval.py as a user runs them (in-process `main`), on tiny settings."""
+import json
+import os
+
+import pytest
+
+import eval as eval_script
+import train as train_script
+from conftest import CIFAR10_DIR
+from resdist import checkpoint as ckpt_io
+
+TINY = ["--arch", "resnet20", "--synthetic_train_size", "512", "--synthetic_val_size", "64", "--batch_size", "32",
+        "--log_interval", "4", "--lr", "0.05"]
+EVAL = ["--arch", "resnet20", "--synthetic_val_size", "64", "--batch_size", "32"]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("run") / "r20")
+    assert train_script.main(TINY + ["--epochs", "2", "--output_dir", out, "--lr_schedule", "step",
+                                     "--lr_milestones", "2"]) == 0
+    return out
+
+
+def test_training_writes_metrics_checkpoints_and_a_log(trained_run):
+    metrics = json.load(open(os.path.join(trained_run, "metrics.json")))["epochs"]
+    assert [m["epoch"] for m in metrics] == [1, 2]
+    assert metrics[1]["train_loss"] < metrics[0]["train_loss"]
+    assert metrics[1]["train_acc"] > 30.0  # 10 classes: chance is 10%
+    assert {"last.ckpt", "best.ckpt", "epoch_0001.ckpt", "epoch_0002.ckpt", "config.yaml", "train.log"} <= \
+        set(os.listdir(trained_run))
+    log = open(os.path.join(trained_run, "train.log")).read()
+    assert "DEMO: training on generated synthetic images" in log
+    assert "epoch 2/2 step 16/16 loss" in log and "img/s" in log and "val top-1" in log
+    state = ckpt_io.read(os.path.join(trained_run, "last.ckpt"))
+    assert int(state["global_step"].asnumpy()[0]) == 32
+    assert state["arch"] == "resnet20" and ckpt_io.meta_value(state, "epoch") == 2
+
+
+def test_resume_continues_epochs_and_optimizer_step(trained_run, tmp_path):
+    import shutil
+
+    run = str(tmp_path / "copy")
+    shutil.copytree(trained_run, run)
+    assert train_script.main(TINY + ["--epochs", "3", "--output_dir", run, "--resume", "auto",
+                                     "--lr_schedule", "step", "--lr_milestones", "2"]) == 0
+    metrics = json.load(open(os.path.join(run, "metrics.json")))["epochs"]
+    assert [m["epoch"] for m in metrics] == [1, 2, 3]
+    state = ckpt_io.read(os.path.join(run, "last.ckpt"))
+    assert int(state["global_step"].asnumpy()[0]) == 48  # 32 restored + 16 new, so the lr schedule continued
+    assert "lr 0.00500" in open(os.path.join(run, "train.log")).read().split("resumed from")[1]
+
+
+def test_existing_run_is_not_overwritten(trained_run, capsys):
+    before = {f: os.path.getmtime(os.path.join(trained_run, f)) for f in os.listdir(trained_run)}
+    assert train_script.main(TINY + ["--output_dir", trained_run]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert before == {f: os.path.getmtime(os.path.join(trained_run, f)) for f in os.listdir(trained_run)}
+
+
+def test_eval_reproduces_the_best_validation_accuracy(trained_run, tmp_path, capsys):
+    out = str(tmp_path / "eval.json")
+    assert eval_script.main(EVAL + ["--ckpt_file", os.path.join(trained_run, "best.ckpt"), "--output_json", out]) == 0
+    result = json.load(open(out))
+    best = max(m["val_top1"] for m in json.load(open(os.path.join(trained_run, "metrics.json")))["epochs"])
+    assert result["top1"] == pytest.approx(best)
+    assert result["num_samples"] == 64 and result["split"] == "generated validation set"
+    assert "top-1" in capsys.readouterr().out
+
+
+def test_eval_rejects_a_checkpoint_of_another_architecture(trained_run, tmp_path, capsys):
+    out = tmp_path / "eval.json"
+    code = eval_script.main(EVAL + ["--arch", "resnet32", "--ckpt_file", os.path.join(trained_run, "best.ckpt"),
+                                    "--output_json", str(out)])
+    assert code == 2 and not out.exists()
+    assert "saved from 'resnet20', not 'resnet32'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--arch", "resnet21"], "unknown arch 'resnet21'; known: plain110"),
+    (["--arch", "plain20", "--procedure", "teacher"], "procedure=teacher trains a residual network"),
+    (["--dataset", "cifar10", "--data_path", "/nonexistent/cifar"], "data_path /nonexistent/cifar is not a directory"),
+    (["--dataset", "cifar10", "--data_path", CIFAR10_DIR, "--val_split", "test"], "no official test split"),
+    (["--lr", "0"], "lr=0.0 (from command line) must be > 0"),
+])
+def test_bad_input_fails_before_writing_anything(tmp_path, capsys, argv, message):
+    out = tmp_path / "never"
+    assert train_script.main(argv + ["--output_dir", str(out)]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_eval_missing_checkpoint(capsys):
+    assert eval_script.main(["--ckpt_file", "/nonexistent.ckpt"]) == 2
+    assert "checkpoint /nonexistent.ckpt does not exist" in capsys.readouterr().err
