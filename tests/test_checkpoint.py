@@ -74,7 +74,7 @@ def test_manager_keeps_last_n_epoch_files(tmp_path):
     params = ckpt_io.network_params(create_model("resnet20", num_classes=10))
     manager = ckpt_io.CheckpointManager(str(tmp_path), keep_max=2)
     for epoch, best in [(1, True), (2, False), (3, True), (4, False)]:
-        manager.save_epoch(epoch, params, {"epoch": epoch}, best)
+        manager.save_epoch(epoch, params, params, {"epoch": epoch}, best)
     assert sorted(os.listdir(tmp_path)) == ["best.ckpt", "epoch_0003.ckpt", "epoch_0004.ckpt", "last.ckpt"]
     assert ckpt_io.meta_value(ckpt_io.read(manager.best), "epoch") == 3
     assert ckpt_io.meta_value(ckpt_io.read(manager.last), "epoch") == 4

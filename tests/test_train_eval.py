@@ -93,3 +93,58 @@ def test_bad_input_fails_before_writing_anything(tmp_path, capsys, argv, message
 def test_eval_missing_checkpoint(capsys):
     assert eval_script.main(["--ckpt_file", "/nonexistent.ckpt"]) == 2
     assert "checkpoint /nonexistent.ckpt does not exist" in capsys.readouterr().err
+
+
+# --- distillation procedures -----------------------------------------------------------------------------------
+
+RD = ["--arch", "plain20", "--synthetic_train_size", "256", "--synthetic_val_size", "64", "--batch_size", "32",
+      "--log_interval", "4", "--lr", "0.05"]
+
+
+def test_rd_run_logs_every_term_and_saves_a_deployable_student(trained_run, tmp_path):
+    out = str(tmp_path / "rd")
+    teacher = os.path.join(trained_run, "best.ckpt")
+    assert train_script.main(RD + ["--procedure", "rd", "--teacher_ckpt", teacher, "--epochs", "2", "--dirac", "true",
+                                   "--eta_epochs", "2", "--output_dir", out]) == 0
+    log = open(os.path.join(out, "train.log")).read()
+    assert "epoch 1/2: eta 1.0000" in log and "epoch 2/2: eta 0.7500" in log
+    assert "ce " in log and "mixed_ce " in log and "fd " in log
+    metrics = json.load(open(os.path.join(out, "metrics.json")))["epochs"]
+    assert metrics[1]["train_mixed_ce"] < metrics[0]["train_mixed_ce"]
+    # best.ckpt is the bare student, Dirac folded: it loads into create_model and evaluates like in training
+    result = str(tmp_path / "eval.json")
+    assert eval_script.main(["--arch", "plain20", "--synthetic_val_size", "64", "--batch_size", "32",
+                                        "--ckpt_file", os.path.join(out, "best.ckpt"), "--output_json", result]) == 0
+    best = max(m["val_top1"] for m in metrics)
+    assert json.load(open(result))["top1"] == pytest.approx(best)
+    state = ckpt_io.read(os.path.join(out, "last.ckpt"))  # the training state keeps connector and Dirac scales
+    assert "train_state.connector.conv.weight" in state and "stages.0.0.conv1.dirac_alpha" in state
+
+
+def test_kd_and_fd_procedures_run(trained_run, tmp_path):
+    teacher = os.path.join(trained_run, "best.ckpt")
+    for procedure, term in [("kd", "kd "), ("fd", "fd ")]:
+        out = str(tmp_path / procedure)
+        assert train_script.main(RD + ["--procedure", procedure, "--teacher_ckpt", teacher, "--epochs", "1",
+                                       "--max_steps_per_epoch", "4", "--output_dir", out]) == 0
+        assert term in open(os.path.join(out, "train.log")).read()
+
+
+@pytest.mark.parametrize("teacher,message", [
+    ("", "procedure=rd needs a trained teacher: pass --teacher_ckpt"),
+    ("/nonexistent/teacher.ckpt", "teacher checkpoint /nonexistent/teacher.ckpt does not exist"),
+    ("garbage", "cannot be read: it is corrupt"),
+    ("wrong_arch", "does not match the network resnet20"),
+])
+def test_bad_teacher_fails_before_training(tmp_path, capsys, teacher, message):
+    if teacher == "garbage":
+        teacher = str(tmp_path / "garbage.ckpt")
+        open(teacher, "wb").write(b"not a checkpoint")
+    elif teacher == "wrong_arch":
+        from resdist.models import create_model
+        teacher = str(tmp_path / "r32.ckpt")
+        ckpt_io.save(teacher, ckpt_io.network_params(create_model("resnet32", num_classes=10)), {"arch": "resnet32"})
+    out = tmp_path / "never"
+    assert train_script.main(RD + ["--procedure", "rd", "--teacher_ckpt", teacher, "--output_dir", str(out)]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()

@@ -11,6 +11,7 @@ import numpy as np
 
 OPTIMIZER_PREFIXES = ("moments.", "accum.", "stat.", "global_step", "momentum", "learning_rate")
 META_KEYS = ("epoch", "best_acc", "num_classes")  # numbers saved with the weights by the trainer
+TRAIN_STATE_PREFIX = "train_state."  # trained parameters that are not part of the deployed network
 
 
 class CheckpointError(ValueError):
@@ -71,7 +72,7 @@ def load_network(net, ckpt, what="checkpoint", path="", arch=None):
     shape_bad = [f"{n} {tuple(stored[n].shape)} vs {tuple(params[n].shape)}"
                  for n in params if n in stored and tuple(stored[n].shape) != tuple(params[n].shape)]
     unexpected = [n for n in stored if n not in params and not n.startswith(OPTIMIZER_PREFIXES)
-                  and n not in META_KEYS]
+                  and not n.startswith(TRAIN_STATE_PREFIX) and n not in META_KEYS]
     if missing or shape_bad or unexpected:
         saved_arch = ckpt.get("arch")
         parts = []
@@ -88,6 +89,18 @@ def load_network(net, ckpt, what="checkpoint", path="", arch=None):
                                 "trained.")
     for name, param in params.items():
         param.set_data(ms.Tensor(stored[name].asnumpy(), param.dtype))
+
+
+def load_extra_state(params, ckpt, path=""):
+    """Restore trained non-deployed parameters (e.g. RD connectors) saved under TRAIN_STATE_PREFIX."""
+    import mindspore as ms
+
+    for name, param in params.items():
+        key = TRAIN_STATE_PREFIX + name
+        if key not in ckpt:
+            raise CheckpointError(f"checkpoint {path} has no '{key}': it was not saved by this procedure "
+                                  f"(resume needs the last.ckpt of the same run)")
+        param.set_data(ms.Tensor(ckpt[key].asnumpy(), param.dtype))
 
 
 def load_optimizer(optimizer, net, ckpt, path=""):
@@ -113,7 +126,9 @@ def meta_value(ckpt, key, default=None):
 
 
 class CheckpointManager:
-    """last.ckpt every epoch, best.ckpt on a new best validation accuracy, and the last N epoch files."""
+    """Training state (weights, optimizer, extra trained parameters) in last.ckpt every epoch and in the last N
+    epoch_NNNN.ckpt files: what --resume reads. The deployable network alone (Dirac folded, no optimizer) in
+    best.ckpt on a new best validation accuracy: what eval, export and users load."""
 
     def __init__(self, directory, keep_max=3):
         self.directory, self.keep_max = directory, keep_max
@@ -126,12 +141,12 @@ class CheckpointManager:
     def best(self):
         return os.path.join(self.directory, "best.ckpt")
 
-    def save_epoch(self, epoch, params, meta, is_best):
-        save(self.last, params, meta)
+    def save_epoch(self, epoch, train_state, deploy_params, meta, is_best):
+        save(self.last, train_state, meta)
         if is_best:
-            save(self.best, params, meta)
+            save(self.best, deploy_params, meta)
         if self.keep_max > 0:
-            save(os.path.join(self.directory, f"epoch_{epoch:04d}.ckpt"), params, meta)
+            save(os.path.join(self.directory, f"epoch_{epoch:04d}.ckpt"), train_state, meta)
             epochs = sorted(f for f in os.listdir(self.directory) if f.startswith("epoch_") and f.endswith(".ckpt"))
             for old in epochs[:-self.keep_max]:
                 os.remove(os.path.join(self.directory, old))

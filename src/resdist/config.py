@@ -66,18 +66,36 @@ class Option:
 
 
 DEVICES = ("CPU", "GPU", "Ascend")
-PROCEDURES = ("teacher", "plain")
+PROCEDURES = ("teacher", "plain", "kd", "fd", "rd")
 
 OPTIONS = [
     # what to train
     Option("arch", "resnet20", "network to train (the student for distillation procedures); "
            "see `--list_models`"),
-    Option("procedure", "teacher", "teacher: train a ResNet alone; plain: train a plain network alone",
+    Option("procedure", "teacher", "teacher: train a ResNet alone; plain: a plain network alone; kd: Hinton "
+           "knowledge distillation from teacher_ckpt; fd: feature distillation alone; rd: Residual Distillation",
            choices=PROCEDURES, scope="train"),
     Option("stem", "auto", "imagenet (7x7/2 conv + max-pool) or cifar (3x3/1 conv) stem for resnet18/34/50 and "
            "plain18/34/50; auto picks cifar for 32x32 data sets", choices=("auto", "imagenet", "cifar")),
     Option("plain_variant", "full", "plain networks: full (no shortcut at all) or keep_downsample (the stride-2 "
            "projection blocks keep their shortcut, as in the RD authors' code)", choices=("full", "keep_downsample")),
+    # distillation (procedures kd, fd, rd)
+    Option("teacher_arch", "auto", "the frozen teacher's network; auto: resnetN for student plainN", scope="train"),
+    Option("teacher_ckpt", "", "trained teacher weights (required for kd, fd and rd)", scope="train"),
+    Option("rd_variant", "paper", "paper: CE + eta * sum CE(mixed paths) + lambda * FD (the method as published); "
+           "ta / joint: the authors' released-code losses (README, 'Residual Distillation')",
+           choices=("paper", "ta", "joint"), scope="train"),
+    Option("injection_points", [], "stages after which the student's feature enters the teacher, e.g. 1,2,3; "
+           "empty: every stage but the last", kind=_int_list, scope="train"),
+    Option("eta_min", 0.5, "mixed-path loss weight eta: cosine from 1 down to eta_min ...", check=_non_negative,
+           scope="train"),
+    Option("eta_epochs", 60, "... over this many epochs, then constant", check=_positive, scope="train"),
+    Option("fd_lambda", 0.001, "weight lambda of the margin-based feature distillation (0.001 for 32x32 inputs, "
+           "0.0001 for 224x224; 0: off)", check=_non_negative, scope="train"),
+    Option("kd_alpha", 0.9, "kd: weight of the distillation term", check=_non_negative, scope="train"),
+    Option("kd_temperature", 4.0, "kd: softmax temperature", check=_positive, scope="train"),
+    Option("dirac", False, "student convolutions parametrised as diag(a)*identity + diag(b)*W (a=1, b=0.1), "
+           "folded into ordinary convolutions in the saved student", scope="train"),
     # data
     Option("dataset", "synthetic", "cifar10, cifar100, imagefolder (train/ and val/ class folders) or synthetic "
            "(generated, for demos)", choices=("cifar10", "cifar100", "imagefolder", "synthetic")),

@@ -16,13 +16,26 @@ from . import checkpoint as ckpt_io
 from .build import build_dataset, build_network, write_json
 from .config import ConfigError
 from .evaluate import evaluate
+from .distill import KnowledgeDistillation, eta_at
 from .losses import CrossEntropyObjective
+from .models import is_model, list_models, teacher_of
+from .models.dirac import apply_dirac, deployable_params
+from .rd import ResidualDistillation
 from .optim import create_optimizer, lr_per_step
 
 logger = logging.getLogger("resdist")
 
 
+DISTILLATION = ("kd", "fd", "rd")
+
+
+def teacher_arch(cfg):
+    return teacher_of(cfg.arch) if cfg.teacher_arch == "auto" else cfg.teacher_arch
+
+
 def check_procedure(cfg):
+    if cfg.procedure in DISTILLATION:
+        return
     residual = cfg.arch.startswith("resnet")
     if cfg.procedure == "teacher" and not residual:
         raise ConfigError(f"procedure=teacher trains a residual network, but arch={cfg.arch} is plain; "
@@ -35,17 +48,54 @@ def check_procedure(cfg):
 def check_inputs(cfg):
     """Everything that can be checked before an output folder is created or a graph compiled."""
     from .data import check_dataset
-    from .models import is_model, list_models
 
     if not is_model(cfg.arch):
         raise ConfigError(f"unknown arch '{cfg.arch}'; known: {', '.join(list_models())}")
     check_procedure(cfg)
     check_dataset(cfg.dataset, cfg.data_path, cfg.val_split)
+    if cfg.procedure in DISTILLATION:
+        num_classes = cfg.num_classes or (10 if cfg.dataset == "synthetic" else
+                                          create_dataset_info(cfg)["num_classes"])
+        load_teacher(cfg, num_classes)  # a bad teacher fails here, before any output is written
+        if cfg.procedure in ("fd", "rd"):  # also checks stage widths and injection points
+            try:
+                build_objective(cfg, build_network(cfg, cfg.arch, num_classes), num_classes)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
+
+
+def create_dataset_info(cfg):
+    from .data import _source, image_folder_classes
+
+    if cfg.dataset == "imagefolder":
+        return {"num_classes": len(image_folder_classes(cfg.data_path))}
+    return {"num_classes": _source(cfg.dataset, cfg.data_path, False)[2]}
+
+
+def load_teacher(cfg, num_classes):
+    """The teacher network with ``teacher_ckpt`` loaded; clear errors if missing, unreadable or mismatched."""
+    arch = teacher_arch(cfg)
+    if not is_model(arch):
+        raise ConfigError(f"unknown teacher_arch '{arch}'; known: {', '.join(list_models())}")
+    if not cfg.teacher_ckpt:
+        raise ConfigError(f"procedure={cfg.procedure} needs a trained teacher: pass --teacher_ckpt PATH "
+                          f"(train one with --procedure teacher --arch {arch})")
+    teacher = build_network(cfg, arch, num_classes)
+    state = ckpt_io.read(cfg.teacher_ckpt, "teacher checkpoint")
+    ckpt_io.load_network(teacher, state, "teacher checkpoint", cfg.teacher_ckpt, arch)
+    return teacher
 
 
 def build_objective(cfg, net, num_classes):
-    """The loss Cell for ``cfg.procedure`` (teacher and plain: cross-entropy of one network)."""
-    return CrossEntropyObjective(net)
+    """The loss Cell for ``cfg.procedure``; ``net`` is the network being trained (the student)."""
+    if cfg.procedure in ("teacher", "plain"):
+        return CrossEntropyObjective(net)
+    teacher = load_teacher(cfg, num_classes)
+    if cfg.procedure == "kd":
+        return KnowledgeDistillation(net, teacher, cfg.kd_alpha, cfg.kd_temperature)
+    if cfg.procedure == "fd":
+        return ResidualDistillation(net, teacher, injection_points=(), fd_lambda=cfg.fd_lambda)
+    return ResidualDistillation(net, teacher, cfg.injection_points or None, cfg.fd_lambda, cfg.rd_variant)
 
 
 def make_train_step(objective, optimizer, loss_scale=1.0, distributed=False, compile_step=True):
@@ -112,6 +162,8 @@ def train(cfg, rank=0, group_size=1):
         logger.info("validation: %d images (%s)", val_info["num_samples"], val_info["split"])
 
     net = build_network(cfg, cfg.arch, num_classes)
+    if cfg.dirac:
+        apply_dirac(net)
     if cfg.amp_level != "O0":
         net = ms.amp.auto_mixed_precision(net, cfg.amp_level)
     objective = build_objective(cfg, net, num_classes)
@@ -132,6 +184,7 @@ def train(cfg, rank=0, group_size=1):
     if cfg.resume:
         state = ckpt_io.read(cfg.resume, "resume checkpoint")
         ckpt_io.load_network(deployable, state, "resume checkpoint", cfg.resume, cfg.arch)
+        ckpt_io.load_extra_state(objective.extra_state(), state, cfg.resume)
         ckpt_io.load_optimizer(optimizer, objective, state, cfg.resume)
         start_epoch = int(ckpt_io.meta_value(state, "epoch", 0))
         best_acc = float(ckpt_io.meta_value(state, "best_acc", -1.0))
@@ -148,6 +201,12 @@ def train(cfg, rank=0, group_size=1):
 
     for epoch in range(start_epoch, cfg.epochs):
         objective.set_train(True)
+        eta = None
+        if hasattr(objective, "set_eta"):
+            eta = eta_at(epoch, cfg.eta_min, cfg.eta_epochs)
+            objective.set_eta(eta)
+            logger.info("epoch %d/%d: eta %.4f (mixed-path loss weight), lambda %g", epoch + 1, cfg.epochs, eta,
+                        cfg.fd_lambda)
         epoch_start = tick = time.time()
         loss_sum, correct, seen = 0.0, 0, 0
         term_sums = np.zeros(len(names))
@@ -177,6 +236,8 @@ def train(cfg, rank=0, group_size=1):
         record = {"epoch": epoch + 1, "train_loss": loss_sum / step, "train_acc": 100.0 * correct / seen,
                   "train_images_per_s": seen * group_size / train_time,
                   **{f"train_{n}": s / step for n, s in zip(names, term_sums)}}
+        if eta is not None:
+            record["eta"] = eta
         if val_ds is not None:
             val = evaluate(deployable, val_ds)
             record.update(val_top1=val["top1"], val_top5=val["top5"])
@@ -189,8 +250,10 @@ def train(cfg, rank=0, group_size=1):
                     record["train_images_per_s"])
         history.append(record)
         if rank == 0:
-            params = {**ckpt_io.network_params(deployable), **ckpt_io.optimizer_params(optimizer, objective)}
-            manager.save_epoch(epoch + 1, params, {**meta, "epoch": epoch + 1, "best_acc": best_acc}, is_best)
+            state = {**ckpt_io.network_params(deployable), **ckpt_io.optimizer_params(optimizer, objective),
+                     **{ckpt_io.TRAIN_STATE_PREFIX + n: p for n, p in objective.extra_state().items()}}
+            manager.save_epoch(epoch + 1, state, deployable_params(deployable),
+                               {**meta, "epoch": epoch + 1, "best_acc": best_acc}, is_best)
             write_json(os.path.join(cfg.output_dir, "metrics.json"), _merge_history(cfg.output_dir, history))
     return history
 

@@ -54,12 +54,19 @@ class BasicBlock(nn.Cell):
         self.has_shortcut = shortcut != NO_SHORTCUT
         self.downsample = Projection(in_ch, width, stride) if shortcut == PROJECTION else None
 
-    def construct(self, x):
+    def preact(self, x):
+        """The block's output before its final ReLU (what feature distillation compares)."""
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         if self.has_shortcut:
             out = out + (x if self.downsample is None else self.downsample(x))
-        return self.relu(out)
+        return out
+
+    def construct(self, x):
+        return self.relu(self.preact(x))
+
+    def last_bn(self):
+        return self.bn2
 
 
 class Bottleneck(nn.Cell):
@@ -79,13 +86,20 @@ class Bottleneck(nn.Cell):
         self.has_shortcut = shortcut != NO_SHORTCUT
         self.downsample = Projection(in_ch, out_ch, stride) if shortcut == PROJECTION else None
 
-    def construct(self, x):
+    def preact(self, x):
+        """The block's output before its final ReLU (what feature distillation compares)."""
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
         if self.has_shortcut:
             out = out + (x if self.downsample is None else self.downsample(x))
-        return self.relu(out)
+        return out
+
+    def construct(self, x):
+        return self.relu(self.preact(x))
+
+    def last_bn(self):
+        return self.bn3
 
 
 class Stem(nn.Cell):
@@ -141,6 +155,8 @@ class ResNet(nn.Cell):
             stages.append(nn.SequentialCell(blocks))
         self.stages = nn.CellList(stages)
         self.num_stages = len(stages)
+        self.last_stage_depth = depths[-1]
+        self.relu = nn.ReLU()
         self.num_features = in_ch
         self.stage_channels = [w * block.expansion for w in widths]
         self.fc = nn.Dense(in_ch, num_classes)
@@ -171,10 +187,34 @@ class ResNet(nn.Cell):
 
     def forward_from_stage(self, features, k):
         """Run stages k+1..S, pooling and classifier on the output of stage k (1 <= k <= S)."""
+        if k == self.num_stages:
+            return self.forward_head(features)
+        return self.forward_head(self.relu(self.preact_from_stage(features, k)))
+
+    def preact_from_stage(self, features, k):
+        """Run stages k+1..S on the output of stage k (1 <= k < S); return the last block's pre-ReLU output."""
         x = features
-        for i in range(k, self.num_stages):
+        for i in range(k, self.num_stages - 1):
             x = self.stages[i](x)
-        return self.forward_head(x)
+        last = self.stages[self.num_stages - 1]
+        for j in range(self.last_stage_depth - 1):
+            x = last[j](x)
+        return last[self.last_stage_depth - 1].preact(x)
+
+    def stage_outputs_and_preact(self, x):
+        """(outputs of stages 1..S-1, pre-ReLU output of the last stage): one forward pass serving both the
+        mixed paths (which start from the stage outputs) and feature distillation (which uses the pre-ReLU
+        feature)."""
+        outs = ()
+        x = self.stem(x)
+        for i in range(self.num_stages - 1):
+            x = self.stages[i](x)
+            outs = outs + (x,)
+        return outs, self.preact_from_stage(x, self.num_stages - 1)
+
+    def last_bn(self):
+        """The BatchNorm that produces the last pre-ReLU feature (its gamma/beta give the distillation margin)."""
+        return self.stages[self.num_stages - 1][self.last_stage_depth - 1].last_bn()
 
 
 # ImageNet-style families: basic blocks (18/34) or bottlenecks (50), widths 64-512.

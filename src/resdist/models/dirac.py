@@ -1,0 +1,69 @@
+"""Dirac-parametrised convolutions (as in the RD authors' ImageNet student, after DiracNets):
+
+    W_eff = diag(alpha) * delta + diag(beta) * W,   alpha = 1, beta = 0.1 per output channel at init,
+
+delta the identity kernel. They train like a conv with a built-in identity path and fold into an ordinary conv
+for deployment (``deployable_params``), so the deployed student is a plain network again.
+"""
+import numpy as np
+import mindspore as ms
+from mindspore import Parameter, Tensor, nn, ops
+
+NO_DECAY_SUFFIXES = (".dirac_alpha", ".dirac_beta")  # the paper applies no weight decay to alpha and beta
+
+
+def identity_kernel(shape):
+    out_ch, in_ch, kh, kw = shape
+    delta = np.zeros(shape, np.float32)
+    for i in range(min(out_ch, in_ch)):
+        delta[i, i, kh // 2, kw // 2] = 1.0
+    return delta
+
+
+class DiracConv2d(nn.Cell):
+    """Replaces an ``nn.Conv2d`` (no bias, pad mode 'pad'); keeps its weight as W and its name ``weight``."""
+
+    def __init__(self, conv, alpha=1.0, beta=0.1):
+        super().__init__()
+        self.weight = Parameter(conv.weight.value().copy(), name="weight")
+        out_ch = self.weight.shape[0]
+        self.dirac_alpha = Parameter(Tensor(np.full(out_ch, alpha, np.float32)), name="dirac_alpha")
+        self.dirac_beta = Parameter(Tensor(np.full(out_ch, beta, np.float32)), name="dirac_beta")
+        self.delta = Tensor(identity_kernel(tuple(self.weight.shape)))
+        self.stride = conv.stride[-1] if isinstance(conv.stride, tuple) else conv.stride
+        self.padding = conv.padding[0] if isinstance(conv.padding, tuple) else conv.padding
+
+    def effective_weight(self):
+        return self.dirac_alpha.reshape(-1, 1, 1, 1) * self.delta + self.dirac_beta.reshape(-1, 1, 1, 1) * self.weight
+
+    def construct(self, x):
+        return ops.conv2d(x, self.effective_weight(), None, self.stride, "pad", self.padding)
+
+
+def refresh_parameter_names(net):
+    """Give every parameter its path in ``net`` as name; graph compilation needs unique names."""
+    for name, param in net.parameters_and_names():
+        param.name = name
+
+
+def apply_dirac(net):
+    """Swap the convolutions inside every block of ``net`` for Dirac-parametrised ones (stem and projection
+    shortcuts stay ordinary). Returns ``net``."""
+    for _, cell in list(net.cells_and_names()):
+        for attr in ("conv1", "conv2", "conv3"):
+            conv = getattr(cell, attr, None)
+            if isinstance(conv, nn.Conv2d):
+                setattr(cell, attr, DiracConv2d(conv))
+    refresh_parameter_names(net)
+    return net
+
+
+def deployable_params(net):
+    """{name: Tensor} of ``net`` with Dirac convolutions folded into plain conv weights: loads straight into
+    the network without Dirac parametrisation (``create_model(arch)``)."""
+    params = {name: param.value() for name, param in net.parameters_and_names()}
+    for path, cell in net.cells_and_names():
+        if isinstance(cell, DiracConv2d):
+            params[f"{path}.weight"] = Tensor(cell.effective_weight().asnumpy(), ms.float32)
+            del params[f"{path}.dirac_alpha"], params[f"{path}.dirac_beta"]
+    return params

@@ -1,0 +1,202 @@
+"""Residual Distillation: the frozen teacher, the mixed paths, the loss terms and their gradients."""
+import math
+
+import mindspore as ms
+import numpy as np
+import pytest
+from mindspore import nn, ops
+
+from resdist import checkpoint as ckpt_io
+from resdist.distill import KnowledgeDistillation, bn_margin, eta_at, partial_l2
+from resdist.losses import CrossEntropyObjective
+from resdist.models import create_model
+from resdist.models.dirac import DiracConv2d, apply_dirac, deployable_params
+from resdist.optim import create_optimizer, lr_per_step
+from resdist.rd import ResidualDistillation
+from resdist.trainer import make_train_step
+
+
+def _batch(n=8, classes=10, seed=0):
+    rng = np.random.default_rng(seed)
+    return (ms.Tensor(rng.standard_normal((n, 3, 32, 32)).astype(np.float32)),
+            ms.Tensor(rng.integers(0, classes, n).astype(np.int32)))
+
+
+def _pair(seed=0):
+    ms.set_seed(seed)
+    teacher = create_model("resnet20", num_classes=10)
+    # a teacher whose BN statistics are not the defaults, so that using batch statistics would show
+    for name, p in teacher.parameters_and_names():
+        if "moving_mean" in name or "beta" in name:
+            p.set_data(ms.Tensor(np.random.default_rng(1).normal(0, 0.1, p.shape).astype(np.float32)))
+        if "moving_variance" in name or "gamma" in name:
+            p.set_data(ms.Tensor(np.random.default_rng(2).uniform(0.5, 1.5, p.shape).astype(np.float32)))
+    return create_model("plain20", num_classes=10), teacher
+
+
+def _student_grads(objective, student, images, labels):
+    named = [(n, p) for n, p in student.parameters_and_names() if p.requires_grad]
+    grad_fn = ms.grad(lambda x, y: objective(x, y)[0], None, [p for _, p in named])
+    return {n: g.asnumpy() for (n, _), g in zip(named, grad_fn(images, labels))}
+
+
+def test_teacher_is_bit_identical_after_training_steps_and_the_student_changes():
+    ms.set_context(mode=ms.GRAPH_MODE)
+    student, teacher = _pair()
+    rd = ResidualDistillation(student, teacher, fd_lambda=0.001)
+    teacher_before = {n: p.asnumpy().copy() for n, p in teacher.parameters_and_names()}
+    student_before = {n: p.asnumpy().copy() for n, p in student.parameters_and_names()}
+    trainable = {n: p for n, p in rd.parameters_and_names() if p.requires_grad}
+    assert not any(n.startswith("teacher.") for n in trainable)  # no optimizer state for the teacher
+    optimizer = create_optimizer(trainable, lr_per_step(0.1, "step", 1, 3))
+    step = make_train_step(rd, optimizer)
+    rd.set_train(True)  # recurses into the teacher: its BN must still use running statistics
+    for i in range(3):
+        loss, _, terms = step(*_batch(seed=i))
+        assert np.isfinite(loss.asnumpy())
+    for name, p in teacher.parameters_and_names():
+        np.testing.assert_array_equal(p.asnumpy(), teacher_before[name], err_msg=name)
+    changed = [n for n, p in student.parameters_and_names() if not np.array_equal(p.asnumpy(), student_before[n])]
+    assert "stem.conv.weight" in changed and "stages.0.0.bn1.moving_mean" in changed and "fc.weight" in changed
+
+
+def test_with_eta_and_lambda_zero_gradients_equal_plain_training():
+    student, teacher = _pair()
+    images, labels = _batch()
+    rd = ResidualDistillation(student, teacher, fd_lambda=0.0)
+    rd.set_eta(0.0)
+    rd.set_train(True)
+    rd_grads = _student_grads(rd, student, images, labels)
+    plain_grads = _student_grads(CrossEntropyObjective(student), student, images, labels)
+    for name in plain_grads:
+        np.testing.assert_allclose(rd_grads[name], plain_grads[name], rtol=1e-5, atol=1e-7, err_msg=name)
+
+
+def test_mixed_path_gradient_reaches_the_first_stage_and_matches_a_hand_spliced_reference():
+    student, teacher = _pair()
+    images, labels = _batch()
+    rd = ResidualDistillation(student, teacher, injection_points=[1], fd_lambda=0.0)
+    rd.set_eta(0.7)
+    rd.set_train(True)
+    ce = nn.CrossEntropyLoss()
+
+    def hand_spliced(x, y):  # CE(z_S) + 0.7 * CE(teacher stages 2..3 on student stage 1), built from the stage API
+        f1 = student.stage_outputs(x)[0]
+        t = teacher.stages[2](teacher.stages[1](f1))
+        return ce(student(x), y) + 0.7 * ce(teacher.fc(ops.mean(t, (2, 3))), y)
+
+    named = [(n, p) for n, p in student.parameters_and_names() if p.requires_grad]
+    ref = ms.grad(hand_spliced, None, [p for _, p in named])(images, labels)
+    got = _student_grads(rd, student, images, labels)
+    plain = _student_grads(CrossEntropyObjective(student), student, images, labels)
+    first = "stages.0.0.conv1.weight"
+    for (name, _), g in zip(named, ref):
+        np.testing.assert_allclose(got[name], g.asnumpy(), rtol=1e-4, atol=1e-6, err_msg=name)
+    assert np.abs(got[first] - plain[first]).max() > 1e-4 * np.abs(plain[first]).max()
+    # the fc of the student gets no gradient from the mixed path: it is not on it
+    np.testing.assert_allclose(got["fc.weight"], plain["fc.weight"], rtol=1e-5, atol=1e-7)
+
+    # and a finite-difference check of the directional derivative along a random direction of stage 1
+    param = dict(student.parameters_and_names())[first]
+    direction = np.random.default_rng(3).standard_normal(param.shape).astype(np.float32)
+    w0 = param.asnumpy().copy()
+    student.set_train(False)  # deterministic BN for the finite difference
+    rd_eval = lambda: float(rd(images, labels)[0].asnumpy())  # noqa: E731
+    grad_eval = _student_grads(rd, student, images, labels)[first]
+    plain_eval = _student_grads(CrossEntropyObjective(student), student, images, labels)[first]
+    eps = 1e-4  # float32 and ReLU kinks limit the agreement to a few percent
+    param.set_data(ms.Tensor(w0 + eps * direction))
+    up = rd_eval()
+    param.set_data(ms.Tensor(w0 - eps * direction))
+    down = rd_eval()
+    param.set_data(ms.Tensor(w0))
+    numeric = (up - down) / (2 * eps)
+    assert numeric == pytest.approx(float((grad_eval * direction).sum()), rel=0.15)
+    assert numeric != pytest.approx(float((plain_eval * direction).sum()), rel=0.5)  # the mixed path matters
+
+
+@pytest.mark.parametrize("k", [2, 1])
+def test_mixed_path_logits_equal_a_hand_spliced_forward(k):
+    student, teacher = _pair()
+    rd = ResidualDistillation(student, teacher)
+    rd.set_train(False)
+    images, _ = _batch()
+    f = student.stage_outputs(images)
+    logits, _ = rd.mixed_path(f[k - 1], k)
+    x = f[k - 1]
+    for i in range(k, 3):
+        x = teacher.stages[i](x)
+    np.testing.assert_allclose(logits.asnumpy(), teacher.fc(ops.mean(x, (2, 3))).asnumpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_eta_schedule():
+    assert [eta_at(e, 0.5, 60) for e in (0, 30, 60, 100)] == pytest.approx([1.0, 0.75, 0.5, 0.5])
+
+
+def test_margin_matches_the_gaussian_negative_tail_mean():
+    gamma, beta = np.array([1.0, 0.5, 2.0, 0.1]), np.array([0.0, 0.3, -1.0, 1.0])
+    got = bn_margin(gamma, beta)
+    for g, b, m in zip(gamma, beta, got):
+        # E[x | x < 0] for x ~ N(b, g^2), by numerical integration
+        x = np.linspace(b - 12 * g, 0, 200001)
+        pdf = np.exp(-((x - b) / g) ** 2 / 2)
+        if pdf.sum() * (x[1] - x[0]) / (g * math.sqrt(2 * math.pi)) > 0.001:
+            assert m == pytest.approx((x * pdf).sum() / pdf.sum(), rel=1e-3)
+        else:
+            assert m == pytest.approx(-3 * g)
+    assert got[0] == pytest.approx(-math.sqrt(2 / math.pi), rel=1e-6)  # half-normal mean
+
+
+def test_partial_l2_skips_positions_below_a_negative_target():
+    source = ms.Tensor(np.array([[[[-2.0]], [[0.5]], [[1.0]]]], np.float32))  # 1 x 3 x 1 x 1
+    target = ms.Tensor(np.array([[[[-1.0]], [[-1.0]], [[2.0]]]], np.float32))
+    margin = ms.Tensor(np.array([-0.5, -0.5, -0.5], np.float32).reshape(1, 3, 1, 1))
+    # channel 0: target -> -0.5, source -2 below it and target <= 0: skipped; channel 1: 0.5 > -0.5: (1.0)^2;
+    # channel 2: target 2 > 0: (1 - 2)^2
+    assert float(partial_l2(source, target, margin).asnumpy()) == pytest.approx(2.0)
+
+
+def test_kd_loss_value():
+    student, teacher = _pair()
+    kd = KnowledgeDistillation(student, teacher, alpha=0.9, temperature=4.0)
+    kd.set_train(False)
+    images, labels = _batch()
+    loss, logits, (ce, kd_term) = kd(images, labels)
+    s, t = logits.asnumpy() / 4.0, teacher(images).asnumpy() / 4.0
+    log_ps = s - np.log(np.exp(s - s.max(1, keepdims=True)).sum(1, keepdims=True)) - s.max(1, keepdims=True)
+    log_pt = t - np.log(np.exp(t - t.max(1, keepdims=True)).sum(1, keepdims=True)) - t.max(1, keepdims=True)
+    expected_kd = (np.exp(log_pt) * (log_pt - log_ps)).sum(1).mean() * 16.0
+    assert float(kd_term.asnumpy()) == pytest.approx(expected_kd, rel=1e-4)
+    assert float(loss.asnumpy()) == pytest.approx(0.1 * float(ce.asnumpy()) + 0.9 * expected_kd, rel=1e-4)
+
+
+def test_dirac_convolutions_fold_into_the_plain_student(tmp_path):
+    student, teacher = _pair()
+    apply_dirac(student)
+    assert isinstance(student.stages[0][0].conv1, DiracConv2d)
+    # train-like perturbation of alpha and beta so folding is not trivially alpha=1, beta=0.1
+    for name, p in student.parameters_and_names():
+        if name.endswith(("dirac_alpha", "dirac_beta")):
+            p.set_data(ms.Tensor(np.random.default_rng(4).uniform(0.3, 1.2, p.shape).astype(np.float32)))
+    rd = ResidualDistillation(student, teacher)
+    rd.set_train(False)
+    images, _ = _batch()
+    inside = rd.student(images).asnumpy()
+    path = str(tmp_path / "student.ckpt")
+    ckpt_io.save(path, deployable_params(student), {"arch": "plain20"})
+    state = ckpt_io.read(path)
+    assert not any(k.startswith("student.") or "dirac" in k or "connector" in k for k in state)
+    deployed = create_model("plain20", num_classes=10)
+    ckpt_io.load_network(deployed, state, path=path, arch="plain20")
+    deployed.set_train(False)
+    np.testing.assert_allclose(deployed(images).asnumpy(), inside, rtol=1e-4, atol=1e-4)
+
+
+def test_bad_rd_settings_are_clear():
+    student, teacher = _pair()
+    with pytest.raises(ValueError, match=r"injection points \[3\] must lie in 1..2"):
+        ResidualDistillation(student, teacher, injection_points=[3])
+    with pytest.raises(ValueError, match="unknown RD variant"):
+        ResidualDistillation(student, teacher, variant="tb")
+    with pytest.raises(ValueError, match="differ in width"):
+        ResidualDistillation(create_model("plain18", num_classes=10, stem="cifar"), teacher)
