@@ -22,3 +22,13 @@ def test_weight_decay_can_spare_bn_and_bias():
     opt = create_optimizer(params, lr_per_step(0.1, "step", 1, 1), weight_decay=5e-4, exclude_bn_bias=True)
     decay = {p.name for p, wd in zip(opt.parameters, opt.weight_decay) if float(wd) > 0}
     assert decay == {p.name for n, p in params.items() if n.endswith(".weight")}
+
+
+def test_dirac_scales_never_decay():
+    from resdist.models.dirac import apply_dirac
+
+    net = apply_dirac(create_model("plain20", num_classes=10))
+    params = {n: p for n, p in net.parameters_and_names() if p.requires_grad}
+    opt = create_optimizer(params, lr_per_step(0.1, "step", 1, 1), weight_decay=5e-4)
+    no_decay = {p.name for p, wd in zip(opt.parameters, opt.weight_decay) if float(wd) == 0}
+    assert no_decay == {p.name for n, p in params.items() if "dirac_" in n} and len(no_decay) == 36

@@ -200,3 +200,36 @@ def test_bad_rd_settings_are_clear():
         ResidualDistillation(student, teacher, variant="tb")
     with pytest.raises(ValueError, match="differ in width"):
         ResidualDistillation(create_model("plain18", num_classes=10, stem="cifar"), teacher)
+
+
+def test_no_weight_gradient_is_computed_for_the_teacher(tmp_path):
+    """Count the weight-gradient convolutions in the compiled RD step: the student's and the connector's only,
+    while input gradients still flow through the teacher's later stages (mixed paths)."""
+    import glob
+    import re
+
+    from resdist.models.resnet import BasicBlock, ResNet
+
+    def tiny(residual):
+        return ResNet(BasicBlock, (1, 1, 1), (4, 8, 16), num_classes=10, stem="cifar", residual=residual)
+
+    student, teacher = tiny(False), tiny(True)
+    rd = ResidualDistillation(student, teacher, fd_lambda=0.001)
+    trainable = {n: p for n, p in rd.parameters_and_names() if p.requires_grad}
+    step = make_train_step(rd, create_optimizer(trainable, lr_per_step(0.1, "step", 1, 1)))
+    rd.set_train(True)
+    ms.set_context(mode=ms.GRAPH_MODE, save_graphs=True, save_graphs_path=str(tmp_path))
+    try:
+        step(*_batch(n=4))
+    finally:
+        ms.set_context(save_graphs=False)
+    graph = open(sorted(glob.glob(str(tmp_path / "**" / "graph_build_*.ir"), recursive=True))[-1]).read()
+    filter_grads = len(re.findall(r"= \w*Conv2DBackpropFilter\(", graph))
+    input_grads = len(re.findall(r"= \w*Conv2DBackpropInput\(", graph))
+    student_convs = sum(1 for n, _ in student.parameters_and_names() if n.endswith("conv1.weight")
+                        or n.endswith("conv2.weight") or n.endswith("conv.weight"))
+    assert student_convs == 7  # stem + 3 blocks x 2
+    assert filter_grads == student_convs + 1  # + the connector; none of the teacher's 9 convs
+    # student: 6 convs after the stem + connector; teacher: stages 2-3 for k=1 (2 blocks x 2 + 2 projections),
+    # stage 3 for k=2 (2 + 1 projection)
+    assert input_grads == 6 + 1 + 6 + 3

@@ -24,9 +24,11 @@ def lr_per_step(base_lr, schedule, epochs, steps_per_epoch, milestones=(), gamma
     return lrs
 
 
-def is_no_decay(name):
-    """BatchNorm scale/shift and biases: the parameters usually spared from weight decay."""
-    return name.endswith((".gamma", ".beta", ".bias"))
+def is_no_decay(name, exclude_bn_bias):
+    """Dirac scales always (as the paper); BatchNorm scale/shift and biases if asked."""
+    if name.endswith((".dirac_alpha", ".dirac_beta")):
+        return True
+    return exclude_bn_bias and name.endswith((".gamma", ".beta", ".bias"))
 
 
 def create_optimizer(params, lrs, momentum=0.9, nesterov=True, weight_decay=5e-4, exclude_bn_bias=False):
@@ -34,8 +36,8 @@ def create_optimizer(params, lrs, momentum=0.9, nesterov=True, weight_decay=5e-4
     import mindspore as ms
     from mindspore import nn
 
-    decay = [p for n, p in params.items() if not (exclude_bn_bias and is_no_decay(n))]
-    no_decay = [p for n, p in params.items() if exclude_bn_bias and is_no_decay(n)]
+    decay = [p for n, p in params.items() if not is_no_decay(n, exclude_bn_bias)]
+    no_decay = [p for n, p in params.items() if is_no_decay(n, exclude_bn_bias)]
     groups = [{"params": decay, "weight_decay": weight_decay}]
     if no_decay:
         groups.append({"params": no_decay, "weight_decay": 0.0})

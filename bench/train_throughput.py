@@ -1,0 +1,145 @@
+#!/usr/bin/env python
+"""Training-step throughput (images/s) of each procedure on the same student, measured side by side.
+
+    python bench/train_throughput.py                      # ResNet-20/56 (batch 128), ResNet-18 CIFAR (batch 32)
+    python bench/train_throughput.py --nets resnet20 --steps 5 --rounds 2 --pipeline both
+
+For every network pair (resnetN teacher, plainN student) it builds the objectives
+  teacher: the ResNet alone (CE)       plain: the plain student alone (CE)
+  kd: student + frozen teacher (Hinton KD)   rd: student + frozen teacher (Residual Distillation, lambda > 0)
+compiles each train step (graph mode), then times `--steps` steps per procedure, round-robin over `--rounds`
+rounds so that every procedure sees the same machine load; the median round is reported. "excluded" feeds one
+fixed in-memory batch; "included" pulls batches from the real CIFAR-10 pipeline (decode-free binary reader,
+crop/flip/normalise) in ../shared/data. Prints a table and writes JSON (--output).
+"""
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "src"))
+
+from resdist import runtime  # noqa: E402  (before MindSpore)
+
+NETS = {"resnet20": ("resnet20", "plain20", 128, {}), "resnet56": ("resnet56", "plain56", 128, {}),
+        "resnet18": ("resnet18", "plain18", 32, {"stem": "cifar"})}
+PROCEDURES = ("teacher", "plain", "kd", "rd")
+
+
+def build_step(procedure, teacher_name, student_name, kwargs):
+    from resdist.distill import KnowledgeDistillation
+    from resdist.losses import CrossEntropyObjective
+    from resdist.models import create_model
+    from resdist.optim import create_optimizer, lr_per_step
+    from resdist.rd import ResidualDistillation
+    from resdist.trainer import make_train_step
+
+    student = create_model(student_name, num_classes=10, **kwargs)
+    if procedure == "teacher":
+        objective = CrossEntropyObjective(create_model(teacher_name, num_classes=10, **kwargs))
+    elif procedure == "plain":
+        objective = CrossEntropyObjective(student)
+    elif procedure == "kd":
+        objective = KnowledgeDistillation(student, create_model(teacher_name, num_classes=10, **kwargs))
+    else:
+        objective = ResidualDistillation(student, create_model(teacher_name, num_classes=10, **kwargs),
+                                         fd_lambda=0.001)
+    trainable = {n: p for n, p in objective.parameters_and_names() if p.requires_grad}
+    optimizer = create_optimizer(trainable, lr_per_step(0.01, "step", 1, 100000))
+    objective.set_train(True)
+    return make_train_step(objective, optimizer)
+
+
+def batches(batch_size, pipeline, data_path):
+    import mindspore as ms
+    import numpy as np
+
+    if not pipeline:
+        rng = np.random.default_rng(0)
+        images = ms.Tensor(rng.standard_normal((batch_size, 3, 32, 32)).astype(np.float32))
+        labels = ms.Tensor(rng.integers(0, 10, batch_size).astype(np.int32))
+        while True:
+            yield images, labels
+    from resdist.data import create_dataset
+
+    dataset, _ = create_dataset("cifar10", data_path, "train", batch_size, val_split="data_batch_5")
+    while True:
+        yield from dataset.create_tuple_iterator(num_epochs=1)
+
+
+def timed(step, source, steps):
+    start = time.perf_counter()
+    for _ in range(steps):
+        images, labels = next(source)
+        loss, _, _ = step(images, labels)
+    loss.asnumpy()  # wait for the last step
+    return time.perf_counter() - start
+
+
+def main(argv=None):
+    isa_note = runtime.prefer_fast_cpu_kernels()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nets", default="resnet20,resnet56,resnet18", help=f"comma list of {', '.join(NETS)}")
+    parser.add_argument("--procedures", default=",".join(PROCEDURES), help="comma list of " + ", ".join(PROCEDURES))
+    parser.add_argument("--steps", type=int, default=4, help="timed steps per procedure per round")
+    parser.add_argument("--rounds", type=int, default=3, help="round-robin repetitions (median reported)")
+    parser.add_argument("--pipeline", choices=("excluded", "included", "both"), default="excluded")
+    parser.add_argument("--data_path", default=os.path.join(ROOT, "..", "shared", "data", "cifar-10-batches-bin"))
+    parser.add_argument("--output", default=os.path.join(ROOT, "bench", "results", "train_throughput.json"))
+    args = parser.parse_args(argv)
+    nets = [n for n in args.nets.split(",") if n]
+    procedures = [p for p in args.procedures.split(",") if p]
+    unknown = [n for n in nets if n not in NETS] + [p for p in procedures if p not in PROCEDURES]
+    if unknown:
+        parser.error(f"unknown: {', '.join(unknown)}")
+    modes = {"excluded": [False], "included": [True], "both": [False, True]}[args.pipeline]
+
+    import mindspore as ms
+
+    runtime.init_context("CPU", "graph", seed=0)
+    print(f"CPU kernels: {isa_note}; MindSpore {ms.__version__}; {os.cpu_count()} CPUs", flush=True)
+    results = []
+    for net in nets:
+        teacher_name, student_name, batch_size, kwargs = NETS[net]
+        for pipeline in modes:
+            runs = {}
+            for procedure in procedures:
+                step = build_step(procedure, teacher_name, student_name, kwargs)
+                source = batches(batch_size, pipeline, args.data_path)
+                compile_s = timed(step, source, 2)  # compilation and first steps
+                runs[procedure] = (step, source, [])
+                print(f"{net} {procedure}: compiled + 2 warm-up steps in {compile_s:.1f}s", flush=True)
+            for _ in range(args.rounds):
+                for procedure, (step, source, times) in runs.items():
+                    times.append(timed(step, source, args.steps))
+            base = None
+            for procedure, (_, _, times) in runs.items():
+                ips = batch_size * args.steps / statistics.median(times)
+                base = ips if procedure == "plain" else base
+                row = {"net": net, "student": student_name, "procedure": procedure, "batch_size": batch_size,
+                       "pipeline": "included" if pipeline else "excluded", "images_per_s": round(ips, 2),
+                       "round_images_per_s": [round(batch_size * args.steps / t, 2) for t in times]}
+                results.append(row)
+            for row in results[-len(runs):]:
+                if base:
+                    row["time_vs_plain"] = round(base / row["images_per_s"], 3)
+                print(f"{net:9s} {row['procedure']:8s} batch {batch_size:3d} pipeline {row['pipeline']:8s} "
+                      f"{row['images_per_s']:8.1f} img/s" + (f"   step time {row['time_vs_plain']:.2f}x plain"
+                                                              if base else ""), flush=True)
+    report = {"date": time.strftime("%Y-%m-%d %H:%M"), "mindspore": ms.__version__, "cpus": os.cpu_count(),
+              "machine": platform.machine(), "cpu_kernels": isa_note, "steps": args.steps, "rounds": args.rounds,
+              "results": results}
+    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+    with open(args.output + ".partial", "w", encoding="utf-8") as f:
+        json.dump(report, f, indent=2)
+    os.replace(args.output + ".partial", args.output)
+    print(f"written to {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
