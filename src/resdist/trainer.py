@@ -49,8 +49,6 @@ def check_inputs(cfg):
     """Everything that can be checked before an output folder is created or a graph compiled."""
     from .data import check_dataset
 
-    if not is_model(cfg.arch):
-        raise ConfigError(f"unknown arch '{cfg.arch}'; known: {', '.join(list_models())}")
     check_procedure(cfg)
     check_dataset(cfg.dataset, cfg.data_path, cfg.val_split)
     if cfg.procedure in DISTILLATION:

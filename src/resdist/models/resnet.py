@@ -41,7 +41,24 @@ class Projection(nn.Cell):
         return self.bn(self.conv(x))
 
 
-class BasicBlock(nn.Cell):
+class _Block(nn.Cell):
+    """What both block types share: the optional shortcut and the final ReLU."""
+
+    def _init_shortcut(self, in_ch, out_ch, stride, shortcut):
+        self.relu = nn.ReLU()
+        self.has_shortcut = shortcut != NO_SHORTCUT
+        self.downsample = Projection(in_ch, out_ch, stride) if shortcut == PROJECTION else None
+
+    def _add_shortcut(self, out, x):
+        if self.has_shortcut:
+            out = out + (x if self.downsample is None else self.downsample(x))
+        return out
+
+    def construct(self, x):
+        return self.relu(self.preact(x))
+
+
+class BasicBlock(_Block):
     expansion = 1
 
     def __init__(self, in_ch, width, stride, shortcut):
@@ -50,26 +67,18 @@ class BasicBlock(nn.Cell):
         self.bn1 = bn(width)
         self.conv2 = conv(width, width, 3)
         self.bn2 = bn(width)
-        self.relu = nn.ReLU()
-        self.has_shortcut = shortcut != NO_SHORTCUT
-        self.downsample = Projection(in_ch, width, stride) if shortcut == PROJECTION else None
+        self._init_shortcut(in_ch, width, stride, shortcut)
 
     def preact(self, x):
         """The block's output before its final ReLU (what feature distillation compares)."""
         out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        if self.has_shortcut:
-            out = out + (x if self.downsample is None else self.downsample(x))
-        return out
-
-    def construct(self, x):
-        return self.relu(self.preact(x))
+        return self._add_shortcut(self.bn2(self.conv2(out)), x)
 
     def last_bn(self):
         return self.bn2
 
 
-class Bottleneck(nn.Cell):
+class Bottleneck(_Block):
     """ResNet v1.5 bottleneck (stride on the 3x3 conv), as torchvision and the RD authors' code."""
     expansion = 4
 
@@ -82,21 +91,13 @@ class Bottleneck(nn.Cell):
         self.bn2 = bn(width)
         self.conv3 = conv(width, out_ch, 1)
         self.bn3 = bn(out_ch)
-        self.relu = nn.ReLU()
-        self.has_shortcut = shortcut != NO_SHORTCUT
-        self.downsample = Projection(in_ch, out_ch, stride) if shortcut == PROJECTION else None
+        self._init_shortcut(in_ch, out_ch, stride, shortcut)
 
     def preact(self, x):
         """The block's output before its final ReLU (what feature distillation compares)."""
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        if self.has_shortcut:
-            out = out + (x if self.downsample is None else self.downsample(x))
-        return out
-
-    def construct(self, x):
-        return self.relu(self.preact(x))
+        return self._add_shortcut(self.bn3(self.conv3(out)), x)
 
     def last_bn(self):
         return self.bn3

@@ -1,0 +1,27 @@
+"""What train.py and eval.py share: CPU kernel choice first, config parsing, and one readable error line
+(exit code 2) for every bad input instead of a traceback."""
+import sys
+
+from . import runtime  # imports no MindSpore
+
+
+def run_entry_point(scope, doc, body, argv=None):
+    """Parse the command line for ``scope`` ("train"/"eval") and call ``body(cfg, isa_note)``."""
+    isa_note = runtime.prefer_fast_cpu_kernels()  # before anything imports MindSpore
+    from .checkpoint import CheckpointError
+    from .config import ConfigError, parse_args
+    from .data import DatasetError
+
+    try:
+        cfg, args = parse_args(argv, scope, doc.strip().splitlines()[0])
+        from .models import is_model, list_models
+        if args.list_models:
+            print("\n".join(list_models()))
+            return 0
+        if not is_model(cfg.arch):
+            raise ConfigError(f"unknown arch '{cfg.arch}'; known: {', '.join(list_models())}")
+        body(cfg, isa_note)
+    except (ConfigError, DatasetError, CheckpointError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
