@@ -168,12 +168,20 @@ def _synthetic(num_train, num_val, num_classes, test):
 def _source(name, path, test, synthetic_train_size=2560, synthetic_val_size=512, num_classes=10):
     """(make(sampler) -> Dataset, number of images, number of classes), after checking the files."""
     if name == "cifar10":
-        return (*_cifar10(path, test), 10)
-    if name == "cifar100":
-        return (*_cifar100(path, test), 100)
+        make, n = _cifar10(path, test)
+    elif name == "cifar100":
+        make, n = _cifar100(path, test)
+    elif name == "imagefolder":
+        make, n = _imagefolder(path, test)
+    else:
+        make, n = _synthetic(synthetic_train_size, synthetic_val_size, num_classes, test)
+    return make, n, dataset_num_classes(name, path, num_classes)
+
+
+def dataset_num_classes(name, data_path, synthetic_classes=10):
     if name == "imagefolder":
-        return (*_imagefolder(path, test), len(image_folder_classes(path)))
-    return (*_synthetic(synthetic_train_size, synthetic_val_size, num_classes, test), num_classes)
+        return len(image_folder_classes(data_path))
+    return {"cifar10": 10, "cifar100": 100}.get(name, synthetic_classes)
 
 
 def check_dataset(name, data_path, val_split="auto"):

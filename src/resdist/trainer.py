@@ -15,13 +15,14 @@ from mindspore import nn, ops
 from . import checkpoint as ckpt_io
 from .build import build_dataset, build_network, write_json
 from .config import ConfigError
-from .evaluate import evaluate
+from .data import check_dataset, dataset_num_classes
 from .distill import KnowledgeDistillation, eta_at
+from .evaluate import evaluate
 from .losses import CrossEntropyObjective
 from .models import is_model, list_models, teacher_of
 from .models.dirac import apply_dirac, deployable_params
-from .rd import ResidualDistillation
 from .optim import create_optimizer, lr_per_step
+from .rd import ResidualDistillation
 
 logger = logging.getLogger("resdist")
 
@@ -46,28 +47,13 @@ def check_procedure(cfg):
 
 
 def check_inputs(cfg):
-    """Everything that can be checked before an output folder is created or a graph compiled."""
-    from .data import check_dataset
-
+    """Everything that can be checked before an output folder is created or a graph compiled: the procedure,
+    the data set's files, and for distillation the teacher checkpoint and the RD settings."""
     check_procedure(cfg)
     check_dataset(cfg.dataset, cfg.data_path, cfg.val_split)
     if cfg.procedure in DISTILLATION:
-        num_classes = cfg.num_classes or (10 if cfg.dataset == "synthetic" else
-                                          create_dataset_info(cfg)["num_classes"])
-        load_teacher(cfg, num_classes)  # a bad teacher fails here, before any output is written
-        if cfg.procedure in ("fd", "rd"):  # also checks stage widths and injection points
-            try:
-                build_objective(cfg, build_network(cfg, cfg.arch, num_classes), num_classes)
-            except ValueError as exc:
-                raise ConfigError(str(exc)) from None
-
-
-def create_dataset_info(cfg):
-    from .data import _source, image_folder_classes
-
-    if cfg.dataset == "imagefolder":
-        return {"num_classes": len(image_folder_classes(cfg.data_path))}
-    return {"num_classes": _source(cfg.dataset, cfg.data_path, False)[2]}
+        num_classes = cfg.num_classes or dataset_num_classes(cfg.dataset, cfg.data_path)
+        build_objective(cfg, build_network(cfg, cfg.arch, num_classes), num_classes)
 
 
 def load_teacher(cfg, num_classes):
@@ -91,9 +77,11 @@ def build_objective(cfg, net, num_classes):
     teacher = load_teacher(cfg, num_classes)
     if cfg.procedure == "kd":
         return KnowledgeDistillation(net, teacher, cfg.kd_alpha, cfg.kd_temperature)
-    if cfg.procedure == "fd":
-        return ResidualDistillation(net, teacher, injection_points=(), fd_lambda=cfg.fd_lambda)
-    return ResidualDistillation(net, teacher, cfg.injection_points or None, cfg.fd_lambda, cfg.rd_variant)
+    injection_points = () if cfg.procedure == "fd" else (cfg.injection_points or None)
+    try:  # RD settings that do not fit the networks (stage widths, injection points)
+        return ResidualDistillation(net, teacher, injection_points, cfg.fd_lambda, cfg.rd_variant)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def make_train_step(objective, optimizer, loss_scale=1.0, distributed=False, compile_step=True):
@@ -140,8 +128,9 @@ def prepare_output_dir(cfg, rank):
 
 
 def train(cfg, rank=0, group_size=1):
-    """Train as ``cfg`` says. Logging must be set up by the caller; returns the list of epoch metrics."""
-    check_inputs(cfg)
+    """Train as ``cfg`` says (``check_inputs(cfg)`` first gives earlier errors). Logging must be set up by the
+    caller; returns the list of epoch metrics."""
+    check_procedure(cfg)
     if cfg.amp_level != "O0" and cfg.device_target == "CPU":
         logger.warning("amp_level=%s is for Ascend/GPU; using O0 on CPU", cfg.amp_level)
         cfg.amp_level = "O0"
