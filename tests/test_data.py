@@ -148,3 +148,15 @@ def test_image_folder_classes_differ_between_train_and_val(tmp_path):
 def test_too_few_images_for_a_batch():
     with pytest.raises(DatasetError, match="fewer than batch_size=4096"):
         create_dataset("synthetic", "", "train", 4096, synthetic_train_size=100)
+
+
+def test_official_test_file_is_preferred_for_validation(tmp_path):
+    """With test_batch.bin present (here: a copy of data_batch_5 under that name), val_split=auto uses it
+    and training keeps all five training files."""
+    path = _cifar_copy(tmp_path)
+    os.symlink(os.path.join(CIFAR10_DIR, "data_batch_5.bin"), os.path.join(path, "test_batch.bin"))
+    val, info = create_dataset("cifar10", path, "val", 1000)
+    assert info["split"] == "official test split (test_batch.bin)" and info["num_samples"] == 10000
+    np.testing.assert_array_equal(_labels(val), _raw_labels("data_batch_5.bin"))
+    _, train_info = create_dataset("cifar10", path, "train", 1000)
+    assert train_info["num_samples"] == 50000 and train_info["split"] == "train"
