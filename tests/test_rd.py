@@ -233,3 +233,39 @@ def test_no_weight_gradient_is_computed_for_the_teacher(tmp_path):
     # student: 6 convs after the stem + connector; teacher: stages 2-3 for k=1 (2 blocks x 2 + 2 projections),
     # stage 3 for k=2 (2 + 1 projection)
     assert input_grads == 6 + 1 + 6 + 3
+
+
+def test_released_code_variants():
+    student, teacher = _pair()
+    images, labels = _batch()
+    paper = ResidualDistillation(student, teacher, fd_lambda=0.001)
+    paper.set_eta(0.8)
+    paper.set_train(False)
+    student.set_train(False)
+    loss, _, (ce, mixed_ce, fd) = paper(images, labels)
+    ce, mixed_ce, fd = (float(t.asnumpy()) for t in (ce, mixed_ce, fd))
+    assert mixed_ce > 0 and fd > 0
+    assert float(loss.asnumpy()) == pytest.approx(ce + 0.8 * mixed_ce + 0.001 * fd, rel=1e-5)
+
+    # "ta": the mixed paths are computed (and logged) but carry no gradient
+    ta = ResidualDistillation(student, teacher, fd_lambda=0.001, variant="ta")
+    ta.connector.conv.weight.set_data(paper.connector.conv.weight.value())
+    ta.set_train(False)
+    student.set_train(False)
+    ta_loss, _, (_, ta_mixed, _) = ta(images, labels)
+    assert float(ta_loss.asnumpy()) == pytest.approx(ce + 0.001 * fd, rel=1e-5)
+    assert float(ta_mixed.asnumpy()) == pytest.approx(mixed_ce, rel=1e-5)
+    fd_only = ResidualDistillation(student, teacher, injection_points=(), fd_lambda=0.001)
+    fd_only.connector.conv.weight.set_data(paper.connector.conv.weight.value())
+    fd_only.set_train(False)
+    student.set_train(False)
+    expected = _student_grads(fd_only, student, images, labels)
+    for name, g in _student_grads(ta, student, images, labels).items():
+        np.testing.assert_allclose(g, expected[name], rtol=1e-5, atol=1e-7, err_msg=name)
+
+    # "joint" with lambda = 0: 1/4 * (eta * sum CE(z_k) + CE(z_S))
+    joint = ResidualDistillation(student, teacher, fd_lambda=0.0, variant="joint")
+    joint.set_eta(0.8)
+    joint.set_train(False)
+    student.set_train(False)
+    assert float(joint(images, labels)[0].asnumpy()) == pytest.approx(0.25 * (0.8 * mixed_ce + ce), rel=1e-5)
