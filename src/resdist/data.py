@@ -208,6 +208,8 @@ def resolve_val_split(name, data_path, val_split):
     val_split = str(val_split).strip()
     if name not in DATASETS:
         raise DatasetError(f"unknown dataset '{name}'; choose one of {', '.join(DATASETS)}")
+    if name == "synthetic":  # its validation images are generated apart from the training images
+        return "none" if val_split == "none" else "test"
     if val_split == "auto":
         if _has_test_split(name, data_path):
             return "test"
@@ -288,7 +290,7 @@ def create_dataset(name, data_path, split, batch_size, *, val_split="auto", imag
                                        num_classes)
 
     train = split == "train"
-    if val_split in ("test", "none") or (name == "synthetic"):
+    if val_split in ("test", "none"):
         indices = np.arange(n_total)
     else:
         train_idx, val_idx = _holdout_indices(val_split, n_total)
