@@ -148,3 +148,15 @@ def test_bad_teacher_fails_before_training(tmp_path, capsys, teacher, message):
     assert train_script.main(RD + ["--procedure", "rd", "--teacher_ckpt", teacher, "--output_dir", str(out)]) == 2
     assert message in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_training_on_a_real_image_folder(tmp_path):
+    from conftest import JPEG_DIR
+
+    out = str(tmp_path / "folder")
+    assert train_script.main(["--arch", "plain20", "--procedure", "plain", "--dataset", "imagefolder",
+                              "--data_path", JPEG_DIR, "--image_size", "32", "--batch_size", "50", "--epochs", "1",
+                              "--max_steps_per_epoch", "3", "--output_dir", out]) == 0
+    log = open(os.path.join(out, "train.log")).read()
+    assert "data: imagefolder" in log and "500 images (train)" in log and "100 images (val/ folder)" in log
+    assert json.load(open(os.path.join(out, "metrics.json")))["epochs"][0]["val_top5"] > 0
