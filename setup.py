@@ -21,5 +21,5 @@ setup(
         "pyyaml>=5.4",
         "pillow>=9",
     ],
-    extras_require={"test": ["pytest>=7", "onnxruntime>=1.16"]},
+    extras_require={"test": ["pytest>=7"]},
 )
