@@ -67,7 +67,7 @@ def load_network(net, ckpt, what="checkpoint", path="", arch=None):
     import mindspore as ms
 
     params = network_params(net)
-    stored = {k: v for k, v in ckpt.items() if isinstance(v, ms.Parameter) or isinstance(v, ms.Tensor)}
+    stored = {k: v for k, v in ckpt.items() if isinstance(v, ms.Tensor)}  # Parameters too; not str metadata
     missing = [n for n in params if n not in stored]
     shape_bad = [f"{n} {tuple(stored[n].shape)} vs {tuple(params[n].shape)}"
                  for n in params if n in stored and tuple(stored[n].shape) != tuple(params[n].shape)]

@@ -179,7 +179,7 @@ def _validate(option, value, source):
     return value
 
 
-def load_yaml(path, scope="train"):
+def load_yaml(path):
     """Read a recipe file: a flat mapping of known keys. Returns {key: raw value}."""
     if not os.path.isfile(path):
         raise ConfigError(f"config file {path} does not exist")
@@ -226,7 +226,7 @@ def parse_args(argv, scope, description):
     values = {o.name: o.default for o in options_for(scope)}
     sources = {}
     if args.config:
-        for key, value in load_yaml(args.config, scope).items():
+        for key, value in load_yaml(args.config).items():
             if key in values:  # keys for the other entry point are allowed in shared recipes
                 values[key], sources[key] = value, args.config
     for option in options_for(scope):

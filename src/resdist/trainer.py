@@ -4,6 +4,7 @@
 per-epoch metrics. The objective (what loss is optimised) comes from ``build_objective``; the loop is the same
 for every procedure.
 """
+import json
 import logging
 import os
 import time
@@ -247,8 +248,6 @@ def train(cfg, rank=0, group_size=1):
 
 def _merge_history(output_dir, history):
     """metrics.json keeps the epochs of earlier (resumed) sessions of the same run."""
-    import json
-
     path = os.path.join(output_dir, "metrics.json")
     old = []
     if os.path.isfile(path):
