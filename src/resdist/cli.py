@@ -13,7 +13,7 @@ def run_entry_point(scope, doc, body, argv=None):
     from .data import DatasetError
 
     try:
-        cfg, args = parse_args(argv, scope, doc.strip().splitlines()[0])
+        cfg, args = parse_args(argv, scope, doc.strip())
         from .models import is_model, list_models
         if args.list_models:
             print("\n".join(list_models()))

@@ -206,8 +206,8 @@ def load_yaml(path):
 
 
 def build_parser(scope, description):
-    parser = argparse.ArgumentParser(description=description,
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    # the description keeps its line breaks (usage examples); the options show their defaults
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="", help="YAML recipe whose keys set the defaults below")
     parser.add_argument("--list_models", action="store_true", help="print the known network names and exit")
     for option in options_for(scope):
