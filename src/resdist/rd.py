@@ -66,10 +66,9 @@ class ResidualDistillation(nn.Cell):
     def set_eta(self, value):
         self.eta.set_data(Tensor(value, ms.float32))
 
-    def mixed_path(self, student_feature, k):
-        """Teacher stages k+1..S, pooling and classifier on the student's stage-k output: (z_k, pre-ReLU)."""
-        preact = self.teacher.preact_from_stage(student_feature, k)
-        return self.teacher.forward_head(self.relu(preact)), preact
+    def teacher_logits(self, teacher_preact):
+        """The teacher's final ReLU, pooling and classifier on a pre-ReLU feature of its last stage."""
+        return self.teacher.forward_head(self.relu(teacher_preact))
 
     def construct(self, images, labels):
         # 1. the student, once
@@ -86,8 +85,8 @@ class ResidualDistillation(nn.Cell):
         # 2. mixed paths: student stages 1..k, then teacher stages k+1..S
         mixed_ce, mixed_fd = self.zero, self.zero
         for k in self.injection_points:
-            mixed_logits, mixed_preact = self.mixed_path(stage_outputs[k - 1], k)
-            mixed_ce = mixed_ce + self.ce(mixed_logits, labels)
+            mixed_preact = self.teacher.preact_from_stage(stage_outputs[k - 1], k)
+            mixed_ce = mixed_ce + self.ce(self.teacher_logits(mixed_preact), labels)
             if self.variant == "joint" and self.use_fd:
                 mixed_fd = mixed_fd + partial_l2(mixed_preact, teacher_preact, self.margin)
 
