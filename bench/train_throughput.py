@@ -30,7 +30,7 @@ NETS = {"resnet20": ("resnet20", "plain20", 128, {}), "resnet56": ("resnet56", "
 PROCEDURES = ("teacher", "plain", "kd", "rd")
 
 
-def build_step(procedure, teacher_name, student_name, kwargs):
+def build_step(procedure, teacher_name, student_name, kwargs, jit_level=None):
     from resdist.distill import KnowledgeDistillation
     from resdist.losses import CrossEntropyObjective
     from resdist.models import create_model
@@ -51,7 +51,7 @@ def build_step(procedure, teacher_name, student_name, kwargs):
     trainable = {n: p for n, p in objective.parameters_and_names() if p.requires_grad}
     optimizer = create_optimizer(trainable, lr_per_step(0.01, "step", 1, 100000))
     objective.set_train(True)
-    return make_train_step(objective, optimizer)
+    return make_train_step(objective, optimizer, jit_level=jit_level)
 
 
 def batches(batch_size, pipeline, data_path):
@@ -88,6 +88,8 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=4, help="timed steps per procedure per round")
     parser.add_argument("--rounds", type=int, default=3, help="round-robin repetitions (median reported)")
     parser.add_argument("--pipeline", choices=("excluded", "included", "both"), default="excluded")
+    parser.add_argument("--jit_levels", default="default",
+                        help="comma list of ms.jit levels to compare side by side, e.g. default,O1")
     parser.add_argument("--data_path", default=os.path.join(ROOT, "..", "shared", "data", "cifar-10-batches-bin"))
     parser.add_argument("--output", default=os.path.join(ROOT, "bench", "results", "train_throughput.json"))
     args = parser.parse_args(argv)
@@ -108,11 +110,14 @@ def main(argv=None):
         for pipeline in modes:
             runs = {}
             for procedure in procedures:
-                step = build_step(procedure, teacher_name, student_name, kwargs)
-                source = batches(batch_size, pipeline, args.data_path)
-                compile_s = timed(step, source, 2)  # compilation and first steps
-                runs[procedure] = (step, source, [])
-                print(f"{net} {procedure}: compiled + 2 warm-up steps in {compile_s:.1f}s", flush=True)
+                for level in args.jit_levels.split(","):
+                    key = procedure if level == "default" else f"{procedure}@{level}"
+                    step = build_step(procedure, teacher_name, student_name, kwargs,
+                                      None if level == "default" else level)
+                    source = batches(batch_size, pipeline, args.data_path)
+                    compile_s = timed(step, source, 2)  # compilation and first steps
+                    runs[key] = (step, source, [])
+                    print(f"{net} {key}: compiled + 2 warm-up steps in {compile_s:.1f}s", flush=True)
             for _ in range(args.rounds):
                 for procedure, (step, source, times) in runs.items():
                     times.append(timed(step, source, args.steps))
@@ -127,7 +132,7 @@ def main(argv=None):
             for row in results[-len(runs):]:
                 if base:
                     row["time_vs_plain"] = round(base / row["images_per_s"], 3)
-                print(f"{net:9s} {row['procedure']:8s} batch {batch_size:3d} pipeline {row['pipeline']:8s} "
+                print(f"{net:9s} {row['procedure']:11s} batch {batch_size:3d} pipeline {row['pipeline']:8s} "
                       f"{row['images_per_s']:8.1f} img/s" + (f"   step time {row['time_vs_plain']:.2f}x plain"
                                                               if base else ""), flush=True)
     report = {"date": time.strftime("%Y-%m-%d %H:%M"), "mindspore": ms.__version__, "cpus": os.cpu_count(),

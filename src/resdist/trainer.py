@@ -85,7 +85,7 @@ def build_objective(cfg, net, num_classes):
         raise ConfigError(str(exc)) from None
 
 
-def make_train_step(objective, optimizer, loss_scale=1.0, distributed=False, compile_step=True):
+def make_train_step(objective, optimizer, loss_scale=1.0, distributed=False, compile_step=True, jit_level=None):
     """One optimisation step ``(images, labels) -> (loss, correct, terms)``: forward, backward through the
     objective, (all-reduce), SGD update. Gradients are taken w.r.t. the optimizer's parameters only, so
     anything else in the objective (e.g. a frozen teacher) gets no weight gradients."""
@@ -107,7 +107,9 @@ def make_train_step(objective, optimizer, loss_scale=1.0, distributed=False, com
         correct = (ops.argmax(logits, 1) == labels).astype(ms.int32).sum()
         return scaler.unscale(loss), correct, terms
 
-    return ms.jit(step) if compile_step else step
+    if not compile_step:
+        return step
+    return ms.jit(step, jit_level=jit_level) if jit_level else ms.jit(step)
 
 
 def prepare_output_dir(cfg, rank):
