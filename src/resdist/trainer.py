@@ -207,8 +207,9 @@ def train(cfg, rank=0, group_size=1):
             if not np.isfinite(loss):
                 raise FloatingPointError(f"loss became {loss} at epoch {epoch + 1} step {step}; lower --lr or "
                                          f"check the data")
+            term_values = [float(t.asnumpy()) for t in terms]
             loss_sum += loss
-            term_sums += [float(t.asnumpy()) for t in terms]
+            term_sums += term_values
             correct += int(n_correct.asnumpy())
             seen += len(labels)
             if step % cfg.log_interval == 0 or step == steps_per_epoch:
@@ -216,7 +217,7 @@ def train(cfg, rank=0, group_size=1):
                 done = (step - 1) % cfg.log_interval + 1
                 logger.info("epoch %d/%d step %d/%d loss %.4f %s lr %.5f %.1f img/s", epoch + 1, cfg.epochs,
                             step, steps_per_epoch, loss,
-                            " ".join(f"{n} {float(t.asnumpy()):.4f}" for n, t in zip(names, terms)),
+                            " ".join(f"{n} {v:.4f}" for n, v in zip(names, term_values)),
                             lrs[min(epoch * steps_per_epoch + step - 1, len(lrs) - 1)],
                             done * images_per_step / max(now - tick, 1e-9))
                 tick = now
