@@ -12,7 +12,7 @@ import sys
 from resdist import cli, runtime  # import no MindSpore: the CPU kernel choice must come first
 
 
-def run(cfg, isa_note):
+def run(cfg, cpu_note):
     from resdist import checkpoint as ckpt_io
     from resdist.build import build_dataset, build_network, write_json
     from resdist.config import ConfigError
@@ -22,7 +22,7 @@ def run(cfg, isa_note):
     log = runtime.logger
     if not cfg.ckpt_file:
         raise ConfigError("no checkpoint given: pass --ckpt_file PATH")
-    log.info("CPU kernels: %s", isa_note)
+    log.info("CPU runtime: %s", cpu_note)
     runtime.init_context(cfg.device_target, cfg.mode, cfg.seed)
     state = ckpt_io.read(cfg.ckpt_file)  # before the data: a bad checkpoint should fail fast
     dataset, info = build_dataset(cfg, "val")

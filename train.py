@@ -13,7 +13,7 @@ import sys
 from resdist import cli, runtime  # import no MindSpore: the CPU kernel choice must come first
 
 
-def run(cfg, isa_note):
+def run(cfg, cpu_note):
     from resdist.trainer import check_inputs, prepare_output_dir, train
 
     check_inputs(cfg)  # bad input fails before anything is written
@@ -22,7 +22,7 @@ def run(cfg, isa_note):
     log_name = "train.log" if group_size == 1 else f"train_rank{rank}.log"
     runtime.setup_logging(os.path.join(cfg.output_dir, log_name), rank)
     log = runtime.logger
-    log.info("CPU kernels: %s", isa_note)
+    log.info("CPU runtime: %s", cpu_note)
     if cfg.dataset == "synthetic":
         log.info("DEMO: training on generated synthetic images (learnable class patterns), not real data. "
                  "For real training pass --config configs/<recipe>.yaml --data_path DIR")

@@ -81,7 +81,7 @@ def timed(step, source, steps):
 
 
 def main(argv=None):
-    isa_note = runtime.prefer_fast_cpu_kernels()
+    cpu_note = runtime.prefer_fast_cpu_kernels() + "; " + runtime.prefer_blocking_host_dispatch("CPU")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nets", default="resnet20,resnet56,resnet18", help=f"comma list of {', '.join(NETS)}")
     parser.add_argument("--procedures", default=",".join(PROCEDURES), help="comma list of " + ", ".join(PROCEDURES))
@@ -103,7 +103,7 @@ def main(argv=None):
     import mindspore as ms
 
     runtime.init_context("CPU", "graph", seed=0)
-    print(f"CPU kernels: {isa_note}; MindSpore {ms.__version__}; {os.cpu_count()} CPUs", flush=True)
+    print(f"CPU runtime: {cpu_note}; MindSpore {ms.__version__}; {os.cpu_count()} CPUs", flush=True)
     results = []
     for net in nets:
         teacher_name, student_name, batch_size, kwargs = NETS[net]
@@ -136,7 +136,7 @@ def main(argv=None):
                       f"{row['images_per_s']:8.1f} img/s" + (f"   step time {row['time_vs_plain']:.2f}x plain"
                                                               if base else ""), flush=True)
     report = {"date": time.strftime("%Y-%m-%d %H:%M"), "mindspore": ms.__version__, "cpus": os.cpu_count(),
-              "machine": platform.machine(), "cpu_kernels": isa_note, "steps": args.steps, "rounds": args.rounds,
+              "machine": platform.machine(), "cpu_runtime": cpu_note, "steps": args.steps, "rounds": args.rounds,
               "results": results}
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     with open(args.output + ".partial", "w", encoding="utf-8") as f:

@@ -1,10 +1,11 @@
 import os
 import sys
 
-# Before MindSpore is imported anywhere: the fast oneDNN kernels (see resdist.runtime).
+# Before MindSpore is imported anywhere: the CPU settings train.py makes (see resdist.runtime).
 from resdist import runtime
 
 runtime.prefer_fast_cpu_kernels()
+runtime.prefer_blocking_host_dispatch("CPU")
 
 import pytest  # noqa: E402
 

@@ -6,7 +6,9 @@ from . import runtime  # imports no MindSpore
 
 
 def run_entry_point(scope, doc, body, argv=None):
-    """Parse the command line for ``scope`` ("train"/"eval") and call ``body(cfg, isa_note)``."""
+    """Parse the command line for ``scope`` ("train"/"eval") and call ``body(cfg, cpu_note)``.
+
+    ``cpu_note`` says which CPU runtime settings were made (for the log)."""
     isa_note = runtime.prefer_fast_cpu_kernels()  # before anything imports MindSpore
     from .checkpoint import CheckpointError
     from .config import ConfigError, parse_args
@@ -20,7 +22,8 @@ def run_entry_point(scope, doc, body, argv=None):
             return 0
         if not is_model(cfg.arch):
             raise ConfigError(f"unknown arch '{cfg.arch}'; known: {', '.join(list_models())}")
-        body(cfg, isa_note)
+        dispatch_note = runtime.prefer_blocking_host_dispatch(cfg.device_target)  # before any op runs
+        body(cfg, f"{isa_note}; {dispatch_note}")
     except (ConfigError, DatasetError, CheckpointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -1,0 +1,100 @@
+#!/usr/bin/env python
+"""Compare process-wide runtime settings (environment variables) on the training-step benchmark, side by side.
+
+    python bench/runtime_settings.py                                  # MindSpore's async dispatch vs ours
+    python bench/runtime_settings.py --settings "MS_DEV_HOST_BLOCKING_RUN=0;MS_DEV_HOST_BLOCKING_RUN=1" \\
+        --nets resnet20,resnet56,resnet18 --procedures plain,rd --repeats 3
+
+Some settings (MindSpore's dispatch mode, oneDNN's ISA cap, thread counts) are read once per process, so they
+cannot be switched inside one benchmark process. This script runs `bench/train_throughput.py` once per setting
+in child processes, interleaved (A B A B ...) for `--repeats` rounds so that both settings see the same machine
+load, and reports the median images/s of each setting and the ratio to the first one. JSON goes to --output.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def parse_setting(text):
+    """'A=1,B=2' -> {'A': '1', 'B': '2'}; '' or 'default' -> {} (the environment as it is)."""
+    env = {}
+    for item in filter(None, text.split(",")):
+        if item.strip() == "default":
+            continue
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"setting '{item}' is not NAME=VALUE")
+        env[name.strip()] = value.strip()
+    return env
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--settings", default="MS_DEV_HOST_BLOCKING_RUN=0;MS_DEV_HOST_BLOCKING_RUN=1",
+                        help="settings separated by ';', each a comma list of NAME=VALUE (first = baseline)")
+    parser.add_argument("--nets", default="resnet20,resnet56,resnet18")
+    parser.add_argument("--procedures", default="plain,rd")
+    parser.add_argument("--pipeline", choices=("excluded", "included", "both"), default="excluded")
+    parser.add_argument("--steps", type=int, default=4, help="timed steps per procedure per child round")
+    parser.add_argument("--repeats", type=int, default=2, help="interleaved child runs per setting")
+    parser.add_argument("--output", default=os.path.join(ROOT, "bench", "results", "runtime_settings.json"))
+    args = parser.parse_args(argv)
+    try:
+        settings = [(text.strip(), parse_setting(text)) for text in args.settings.split(";") if text.strip()]
+    except ValueError as exc:
+        parser.error(str(exc))
+    if len(settings) < 2:
+        parser.error("give at least two settings separated by ';'")
+
+    samples = {}  # (setting, net, procedure, pipeline) -> [images/s per child run]
+    with tempfile.TemporaryDirectory() as tmp:
+        for repeat in range(args.repeats):
+            for label, overrides in settings:
+                out = os.path.join(tmp, "child.json")
+                cmd = [sys.executable, os.path.join(ROOT, "bench", "train_throughput.py"), "--nets", args.nets,
+                       "--procedures", args.procedures, "--pipeline", args.pipeline, "--steps", str(args.steps),
+                       "--rounds", "3", "--output", out]
+                start = time.perf_counter()
+                proc = subprocess.run(cmd, env={**os.environ, **overrides}, capture_output=True, text=True)
+                if proc.returncode != 0:
+                    sys.stderr.write(proc.stdout[-3000:] + proc.stderr[-3000:])
+                    print(f"child run failed for setting '{label}'", file=sys.stderr)
+                    return 1
+                with open(out, encoding="utf-8") as f:
+                    child = json.load(f)
+                for row in child["results"]:
+                    key = (label, row["net"], row["procedure"], row["pipeline"])
+                    samples.setdefault(key, []).append(row["images_per_s"])
+                print(f"round {repeat + 1}/{args.repeats} '{label}': {time.perf_counter() - start:.0f}s "
+                      f"({child['cpu_runtime']})", flush=True)
+
+    baseline = settings[0][0]
+    rows = []
+    for (label, net, procedure, pipeline), values in samples.items():
+        median = statistics.median(values)
+        base = statistics.median(samples[(baseline, net, procedure, pipeline)])
+        rows.append({"setting": label, "net": net, "procedure": procedure, "pipeline": pipeline,
+                     "images_per_s": round(median, 2), "runs": values, "vs_baseline": round(median / base, 3)})
+    rows.sort(key=lambda r: (r["net"], r["procedure"], r["pipeline"], r["setting"] != baseline))
+    for r in rows:
+        print(f"{r['net']:9s} {r['procedure']:8s} {r['pipeline']:8s} {r['setting']:45s} "
+              f"{r['images_per_s']:8.1f} img/s  {r['vs_baseline']:.2f}x")
+    report = {"date": time.strftime("%Y-%m-%d %H:%M"), "cpus": os.cpu_count(), "baseline": baseline,
+              "steps": args.steps, "repeats": args.repeats, "results": rows}
+    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+    with open(args.output + ".partial", "w", encoding="utf-8") as f:
+        json.dump(report, f, indent=2)
+    os.replace(args.output + ".partial", args.output)
+    print(f"written to {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
