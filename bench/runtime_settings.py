@@ -2,13 +2,16 @@
 """Compare process-wide runtime settings (environment variables) on the training-step benchmark, side by side.
 
     python bench/runtime_settings.py                                  # MindSpore's async dispatch vs ours
+    python bench/runtime_settings.py --with_torch                     # ... and PyTorch on the same steps
     python bench/runtime_settings.py --settings "MS_DEV_HOST_BLOCKING_RUN=0;MS_DEV_HOST_BLOCKING_RUN=1" \\
         --nets resnet20,resnet56,resnet18 --procedures plain,rd --repeats 3
 
 Some settings (MindSpore's dispatch mode, oneDNN's ISA cap, thread counts) are read once per process, so they
 cannot be switched inside one benchmark process. This script runs `bench/train_throughput.py` once per setting
 in child processes, interleaved (A B A B ...) for `--repeats` rounds so that both settings see the same machine
-load, and reports the median images/s of each setting and the ratio to the first one. JSON goes to --output.
+load, and reports the median images/s of each setting and the ratio to the first one. --with_torch adds
+bench/torch_reference.py (PyTorch eager, pipeline excluded) as one more interleaved child, labelled "pytorch".
+JSON goes to --output.
 """
 import argparse
 import json
@@ -44,6 +47,7 @@ def main(argv=None):
     parser.add_argument("--pipeline", choices=("excluded", "included", "both"), default="excluded")
     parser.add_argument("--steps", type=int, default=4, help="timed steps per procedure per child round")
     parser.add_argument("--repeats", type=int, default=2, help="interleaved child runs per setting")
+    parser.add_argument("--with_torch", action="store_true", help="also run the PyTorch reference each round")
     parser.add_argument("--output", default=os.path.join(ROOT, "bench", "results", "runtime_settings.json"))
     args = parser.parse_args(argv)
     try:
@@ -53,12 +57,17 @@ def main(argv=None):
     if len(settings) < 2:
         parser.error("give at least two settings separated by ';'")
 
+    children = [(label, overrides, "train_throughput.py") for label, overrides in settings]
+    if args.with_torch:
+        if args.pipeline != "excluded":
+            parser.error("--with_torch times the in-memory batch only: use --pipeline excluded")
+        children.append(("pytorch", {}, "torch_reference.py"))
     samples = {}  # (setting, net, procedure, pipeline) -> [images/s per child run]
     with tempfile.TemporaryDirectory() as tmp:
         for repeat in range(args.repeats):
-            for label, overrides in settings:
+            for label, overrides, script in children:
                 out = os.path.join(tmp, "child.json")
-                cmd = [sys.executable, os.path.join(ROOT, "bench", "train_throughput.py"), "--nets", args.nets,
+                cmd = [sys.executable, os.path.join(ROOT, "bench", script), "--nets", args.nets,
                        "--procedures", args.procedures, "--pipeline", args.pipeline, "--steps", str(args.steps),
                        "--rounds", "3", "--output", out]
                 start = time.perf_counter()
@@ -80,13 +89,20 @@ def main(argv=None):
     for (label, net, procedure, pipeline), values in samples.items():
         median = statistics.median(values)
         base = statistics.median(samples[(baseline, net, procedure, pipeline)])
-        rows.append({"setting": label, "net": net, "procedure": procedure, "pipeline": pipeline,
-                     "images_per_s": round(median, 2), "runs": values, "vs_baseline": round(median / base, 3)})
-    rows.sort(key=lambda r: (r["net"], r["procedure"], r["pipeline"], r["setting"] != baseline))
+        row = {"setting": label, "net": net, "procedure": procedure, "pipeline": pipeline,
+               "images_per_s": round(median, 2), "runs": values, "vs_baseline": round(median / base, 3)}
+        torch_key = ("pytorch", net, procedure, pipeline)
+        if label != "pytorch" and torch_key in samples:
+            row["vs_pytorch"] = round(median / statistics.median(samples[torch_key]), 3)
+        rows.append(row)
+    order = [label for label, _, _ in children]
+    rows.sort(key=lambda r: (r["net"], r["procedure"], r["pipeline"], order.index(r["setting"])))
     for r in rows:
         print(f"{r['net']:9s} {r['procedure']:8s} {r['pipeline']:8s} {r['setting']:45s} "
-              f"{r['images_per_s']:8.1f} img/s  {r['vs_baseline']:.2f}x")
+              f"{r['images_per_s']:8.1f} img/s  {r['vs_baseline']:.2f}x"
+              + (f"  ({r['vs_pytorch']:.2f}x PyTorch)" if "vs_pytorch" in r else ""))
     report = {"date": time.strftime("%Y-%m-%d %H:%M"), "cpus": os.cpu_count(), "baseline": baseline,
+              "command": " ".join([os.path.basename(sys.argv[0])] + (argv if argv is not None else sys.argv[1:])),
               "steps": args.steps, "repeats": args.repeats, "results": rows}
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     with open(args.output + ".partial", "w", encoding="utf-8") as f:
