@@ -10,7 +10,9 @@ For every network pair (resnetN teacher, plainN student) it builds the objective
 compiles each train step (graph mode), then times `--steps` steps per procedure, round-robin over `--rounds`
 rounds so that every procedure sees the same machine load; the median round is reported. "excluded" feeds one
 fixed in-memory batch; "included" pulls batches from the real CIFAR-10 pipeline (decode-free binary reader,
-crop/flip/normalise) in ../shared/data. Prints a table and writes JSON (--output).
+crop/flip/normalise) in ../shared/data, with --workers dataset workers (a comma list compares several).
+All pipelines, procedures and jit levels of one network are timed in the same round-robin. Prints a table and
+writes JSON (--output).
 """
 import argparse
 import json
@@ -54,7 +56,7 @@ def build_step(procedure, teacher_name, student_name, kwargs, jit_level=None):
     return make_train_step(objective, optimizer, jit_level=jit_level)
 
 
-def batches(batch_size, pipeline, data_path):
+def batches(batch_size, pipeline, data_path, workers=2):
     import mindspore as ms
     import numpy as np
 
@@ -66,7 +68,8 @@ def batches(batch_size, pipeline, data_path):
             yield images, labels
     from resdist.data import create_dataset
 
-    dataset, _ = create_dataset("cifar10", data_path, "train", batch_size, val_split="data_batch_5")
+    dataset, _ = create_dataset("cifar10", data_path, "train", batch_size, val_split="data_batch_5",
+                                num_parallel_workers=workers)
     while True:
         yield from dataset.create_tuple_iterator(num_epochs=1)
 
@@ -88,6 +91,8 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=4, help="timed steps per procedure per round")
     parser.add_argument("--rounds", type=int, default=3, help="round-robin repetitions (median reported)")
     parser.add_argument("--pipeline", choices=("excluded", "included", "both"), default="excluded")
+    parser.add_argument("--workers", default="2",
+                        help="comma list of dataset engine worker counts to compare (pipeline included only)")
     parser.add_argument("--jit_levels", default="default",
                         help="comma list of ms.jit levels to compare side by side, e.g. default,O1")
     parser.add_argument("--data_path", default=os.path.join(ROOT, "..", "shared", "data", "cifar-10-batches-bin"))
@@ -98,7 +103,10 @@ def main(argv=None):
     unknown = [n for n in nets if n not in NETS] + [p for p in procedures if p not in PROCEDURES]
     if unknown:
         parser.error(f"unknown: {', '.join(unknown)}")
-    modes = {"excluded": [False], "included": [True], "both": [False, True]}[args.pipeline]
+    workers = [int(w) for w in args.workers.split(",") if w]
+    sources = {"excluded": [("excluded", None)],
+               "included": [(f"included({w}w)", w) for w in workers],
+               "both": [("excluded", None)] + [(f"included({w}w)", w) for w in workers]}[args.pipeline]
 
     import mindspore as ms
 
@@ -107,34 +115,35 @@ def main(argv=None):
     results = []
     for net in nets:
         teacher_name, student_name, batch_size, kwargs = NETS[net]
-        for pipeline in modes:
-            runs = {}
+        runs = {}  # every (pipeline, procedure, jit level) of this network, timed round-robin together
+        for pipeline, worker_count in sources:
             for procedure in procedures:
                 for level in args.jit_levels.split(","):
                     key = procedure if level == "default" else f"{procedure}@{level}"
                     step = build_step(procedure, teacher_name, student_name, kwargs,
                                       None if level == "default" else level)
-                    source = batches(batch_size, pipeline, args.data_path)
+                    source = batches(batch_size, worker_count is not None, args.data_path, worker_count)
                     compile_s = timed(step, source, 2)  # compilation and first steps
-                    runs[key] = (step, source, [])
-                    print(f"{net} {key}: compiled + 2 warm-up steps in {compile_s:.1f}s", flush=True)
-            for _ in range(args.rounds):
-                for procedure, (step, source, times) in runs.items():
-                    times.append(timed(step, source, args.steps))
-            base = None
-            for procedure, (_, _, times) in runs.items():
-                ips = batch_size * args.steps / statistics.median(times)
-                base = ips if procedure == "plain" else base
-                row = {"net": net, "student": student_name, "procedure": procedure, "batch_size": batch_size,
-                       "pipeline": "included" if pipeline else "excluded", "images_per_s": round(ips, 2),
-                       "round_images_per_s": [round(batch_size * args.steps / t, 2) for t in times]}
-                results.append(row)
-            for row in results[-len(runs):]:
-                if base:
-                    row["time_vs_plain"] = round(base / row["images_per_s"], 3)
-                print(f"{net:9s} {row['procedure']:11s} batch {batch_size:3d} pipeline {row['pipeline']:8s} "
-                      f"{row['images_per_s']:8.1f} img/s" + (f"   step time {row['time_vs_plain']:.2f}x plain"
-                                                              if base else ""), flush=True)
+                    runs[(pipeline, key)] = (step, source, [])
+                    print(f"{net} {key} pipeline {pipeline}: compiled + 2 warm-up steps in {compile_s:.1f}s",
+                          flush=True)
+        for _ in range(args.rounds):
+            for step, source, times in runs.values():
+                times.append(timed(step, source, args.steps))
+        rows = []
+        for (pipeline, procedure), (_, _, times) in runs.items():
+            ips = batch_size * args.steps / statistics.median(times)
+            rows.append({"net": net, "student": student_name, "procedure": procedure, "batch_size": batch_size,
+                         "pipeline": pipeline, "images_per_s": round(ips, 2),
+                         "round_images_per_s": [round(batch_size * args.steps / t, 2) for t in times]})
+        for row in rows:
+            base = [r["images_per_s"] for r in rows if r["pipeline"] == row["pipeline"] and r["procedure"] == "plain"]
+            if base:
+                row["time_vs_plain"] = round(base[0] / row["images_per_s"], 3)
+            print(f"{net:9s} {row['procedure']:11s} batch {batch_size:3d} pipeline {row['pipeline']:13s} "
+                  f"{row['images_per_s']:8.1f} img/s" + (f"   step time {row['time_vs_plain']:.2f}x plain"
+                                                          if base else ""), flush=True)
+        results.extend(rows)
     report = {"date": time.strftime("%Y-%m-%d %H:%M"), "mindspore": ms.__version__, "cpus": os.cpu_count(),
               "machine": platform.machine(), "cpu_runtime": cpu_note, "steps": args.steps, "rounds": args.rounds,
               "results": results}
