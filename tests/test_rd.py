@@ -202,9 +202,10 @@ def test_bad_rd_settings_are_clear():
         ResidualDistillation(create_model("plain18", num_classes=10, stem="cifar"), teacher)
 
 
-def test_no_weight_gradient_is_computed_for_the_teacher(tmp_path):
-    """Count the weight-gradient convolutions in the compiled RD step: the student's and the connector's only,
-    while input gradients still flow through the teacher's later stages (mixed paths)."""
+def test_no_teacher_weight_gradient_and_no_forward_computed_twice(tmp_path):
+    """Count the convolutions in the compiled RD step: weight gradients for the student and the connector only,
+    input gradients still through the teacher's later stages (mixed paths), and every forward convolution
+    exactly once (the student's stage outputs are reused by the mixed paths, not recomputed)."""
     import glob
     import re
 
@@ -226,6 +227,7 @@ def test_no_weight_gradient_is_computed_for_the_teacher(tmp_path):
     graph = open(sorted(glob.glob(str(tmp_path / "**" / "graph_build_*.ir"), recursive=True))[-1]).read()
     filter_grads = len(re.findall(r"= \w*Conv2DBackpropFilter\(", graph))
     input_grads = len(re.findall(r"= \w*Conv2DBackpropInput\(", graph))
+    forwards = len(re.findall(r"= \w*Conv2D\(", graph))
     student_convs = sum(1 for n, _ in student.parameters_and_names() if n.endswith("conv1.weight")
                         or n.endswith("conv2.weight") or n.endswith("conv.weight"))
     assert student_convs == 7  # stem + 3 blocks x 2
@@ -233,6 +235,8 @@ def test_no_weight_gradient_is_computed_for_the_teacher(tmp_path):
     # student: 6 convs after the stem + connector; teacher: stages 2-3 for k=1 (2 blocks x 2 + 2 projections),
     # stage 3 for k=2 (2 + 1 projection)
     assert input_grads == 6 + 1 + 6 + 3
+    # student 7 + connector 1 + the teacher once on the images (7 + 2 projections) + mixed paths 6 + 3
+    assert forwards == 7 + 1 + 9 + 6 + 3
 
 
 def test_released_code_variants():
