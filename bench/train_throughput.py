@@ -91,6 +91,8 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=4, help="timed steps per procedure per round")
     parser.add_argument("--rounds", type=int, default=3, help="round-robin repetitions (median reported)")
     parser.add_argument("--pipeline", choices=("excluded", "included", "both"), default="excluded")
+    parser.add_argument("--batch_sizes", default="",
+                        help="comma list of batch sizes to compare (default: 128 for ResNet-20/56, 32 for ResNet-18)")
     parser.add_argument("--workers", default="2",
                         help="comma list of dataset engine worker counts to compare (pipeline included only)")
     parser.add_argument("--jit_levels", default="default",
@@ -114,33 +116,36 @@ def main(argv=None):
     print(f"CPU runtime: {cpu_note}; MindSpore {ms.__version__}; {os.cpu_count()} CPUs", flush=True)
     results = []
     for net in nets:
-        teacher_name, student_name, batch_size, kwargs = NETS[net]
-        runs = {}  # every (pipeline, procedure, jit level) of this network, timed round-robin together
+        teacher_name, student_name, default_batch, kwargs = NETS[net]
+        sizes = [int(b) for b in args.batch_sizes.split(",") if b] or [default_batch]
+        runs = {}  # every (pipeline, procedure, jit level, batch size) of this network, timed round-robin together
         for pipeline, worker_count in sources:
-            for procedure in procedures:
-                for level in args.jit_levels.split(","):
-                    key = procedure if level == "default" else f"{procedure}@{level}"
-                    step = build_step(procedure, teacher_name, student_name, kwargs,
-                                      None if level == "default" else level)
-                    source = batches(batch_size, worker_count is not None, args.data_path, worker_count)
-                    compile_s = timed(step, source, 2)  # compilation and first steps
-                    runs[(pipeline, key)] = (step, source, [])
-                    print(f"{net} {key} pipeline {pipeline}: compiled + 2 warm-up steps in {compile_s:.1f}s",
-                          flush=True)
+            for batch_size in sizes:
+                for procedure in procedures:
+                    for level in args.jit_levels.split(","):
+                        key = procedure if level == "default" else f"{procedure}@{level}"
+                        step = build_step(procedure, teacher_name, student_name, kwargs,
+                                          None if level == "default" else level)
+                        source = batches(batch_size, worker_count is not None, args.data_path, worker_count)
+                        compile_s = timed(step, source, 2)  # compilation and first steps
+                        runs[(pipeline, key, batch_size)] = (step, source, [])
+                        print(f"{net} {key} batch {batch_size} pipeline {pipeline}: compiled + 2 warm-up steps "
+                              f"in {compile_s:.1f}s", flush=True)
         for _ in range(args.rounds):
             for step, source, times in runs.values():
                 times.append(timed(step, source, args.steps))
         rows = []
-        for (pipeline, procedure), (_, _, times) in runs.items():
+        for (pipeline, procedure, batch_size), (_, _, times) in runs.items():
             ips = batch_size * args.steps / statistics.median(times)
             rows.append({"net": net, "student": student_name, "procedure": procedure, "batch_size": batch_size,
                          "pipeline": pipeline, "images_per_s": round(ips, 2),
                          "round_images_per_s": [round(batch_size * args.steps / t, 2) for t in times]})
         for row in rows:
-            base = [r["images_per_s"] for r in rows if r["pipeline"] == row["pipeline"] and r["procedure"] == "plain"]
+            base = [r["images_per_s"] for r in rows if r["pipeline"] == row["pipeline"] and r["procedure"] == "plain"
+                    and r["batch_size"] == row["batch_size"]]
             if base:
                 row["time_vs_plain"] = round(base[0] / row["images_per_s"], 3)
-            print(f"{net:9s} {row['procedure']:11s} batch {batch_size:3d} pipeline {row['pipeline']:13s} "
+            print(f"{net:9s} {row['procedure']:11s} batch {row['batch_size']:3d} pipeline {row['pipeline']:13s} "
                   f"{row['images_per_s']:8.1f} img/s" + (f"   step time {row['time_vs_plain']:.2f}x plain"
                                                           if base else ""), flush=True)
         results.extend(rows)
