@@ -26,22 +26,27 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def parse_setting(text):
-    """'A=1,B=2' -> {'A': '1', 'B': '2'}; '' or 'default' -> {} (the environment as it is)."""
-    env = {}
-    for item in filter(None, text.split(",")):
-        if item.strip() == "default":
+    """'A=1,B=2' -> ({'A': '1', 'B': '2'}, []); 'default' -> ({}, []) (the environment as it is);
+    items starting with '--' are passed to the benchmark as arguments: '--graph_kernel' -> ({}, ['--graph_kernel'])."""
+    env, extra_args = {}, []
+    for item in filter(None, (i.strip() for i in text.split(","))):
+        if item == "default":
+            continue
+        if item.startswith("--"):
+            extra_args.append(item)
             continue
         name, sep, value = item.partition("=")
         if not sep or not name.strip():
             raise ValueError(f"setting '{item}' is not NAME=VALUE")
         env[name.strip()] = value.strip()
-    return env
+    return env, extra_args
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--settings", default="MS_DEV_HOST_BLOCKING_RUN=0;MS_DEV_HOST_BLOCKING_RUN=1",
-                        help="settings separated by ';', each a comma list of NAME=VALUE (first = baseline)")
+                        help="settings separated by ';', each a comma list of NAME=VALUE environment variables "
+                             "and/or --benchmark-arguments, or 'default' (first = baseline)")
     parser.add_argument("--nets", default="resnet20,resnet56,resnet18")
     parser.add_argument("--procedures", default="plain,rd")
     parser.add_argument("--pipeline", choices=("excluded", "included", "both"), default="excluded")
@@ -57,19 +62,19 @@ def main(argv=None):
     if len(settings) < 2:
         parser.error("give at least two settings separated by ';'")
 
-    children = [(label, overrides, "train_throughput.py") for label, overrides in settings]
+    children = [(label, setting, "train_throughput.py") for label, setting in settings]
     if args.with_torch:
         if args.pipeline != "excluded":
             parser.error("--with_torch times the in-memory batch only: use --pipeline excluded")
-        children.append(("pytorch", {}, "torch_reference.py"))
+        children.append(("pytorch", ({}, []), "torch_reference.py"))
     samples = {}  # (setting, net, procedure, pipeline) -> [images/s per child run]
     with tempfile.TemporaryDirectory() as tmp:
         for repeat in range(args.repeats):
-            for label, overrides, script in children:
+            for label, (overrides, extra_args), script in children:
                 out = os.path.join(tmp, "child.json")
                 cmd = [sys.executable, os.path.join(ROOT, "bench", script), "--nets", args.nets,
                        "--procedures", args.procedures, "--pipeline", args.pipeline, "--steps", str(args.steps),
-                       "--rounds", "3", "--output", out]
+                       "--rounds", "3", "--output", out] + extra_args
                 start = time.perf_counter()
                 proc = subprocess.run(cmd, env={**os.environ, **overrides}, capture_output=True, text=True)
                 if proc.returncode != 0:

@@ -83,6 +83,13 @@ def timed(step, source, steps):
     return time.perf_counter() - start
 
 
+def timed_batches(source, count):
+    start = time.perf_counter()
+    for _ in range(count):
+        next(source)
+    return time.perf_counter() - start
+
+
 def main(argv=None):
     cpu_note = runtime.prefer_fast_cpu_kernels() + "; " + runtime.prefer_blocking_host_dispatch("CPU")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -95,6 +102,9 @@ def main(argv=None):
                         help="comma list of batch sizes to compare (default: 128 for ResNet-20/56, 32 for ResNet-18)")
     parser.add_argument("--workers", default="2",
                         help="comma list of dataset engine worker counts to compare (pipeline included only)")
+    parser.add_argument("--graph_kernel", action="store_true",
+                        help="turn on MindSpore's graph-kernel fusion for the whole process (compare with "
+                             "bench/runtime_settings.py --settings 'default;--graph_kernel')")
     parser.add_argument("--jit_levels", default="default",
                         help="comma list of ms.jit levels to compare side by side, e.g. default,O1")
     parser.add_argument("--data_path", default=os.path.join(ROOT, "..", "shared", "data", "cifar-10-batches-bin"))
@@ -113,8 +123,18 @@ def main(argv=None):
     import mindspore as ms
 
     runtime.init_context("CPU", "graph", seed=0)
+    if args.graph_kernel:
+        ms.set_context(enable_graph_kernel=True)
+        cpu_note += "; graph-kernel fusion on"
     print(f"CPU runtime: {cpu_note}; MindSpore {ms.__version__}; {os.cpu_count()} CPUs", flush=True)
     results = []
+    pipeline_alone = {}
+    for _, worker_count in sources:  # the input pipeline by itself, for scale
+        if worker_count is not None:
+            source = batches(128, True, args.data_path, worker_count)
+            timed_batches(source, 5)
+            pipeline_alone[worker_count] = round(128 * 50 / timed_batches(source, 50), 1)
+            print(f"input pipeline alone, {worker_count} workers: {pipeline_alone[worker_count]:.0f} img/s", flush=True)
     for net in nets:
         teacher_name, student_name, default_batch, kwargs = NETS[net]
         sizes = [int(b) for b in args.batch_sizes.split(",") if b] or [default_batch]
@@ -151,6 +171,7 @@ def main(argv=None):
         results.extend(rows)
     report = {"date": time.strftime("%Y-%m-%d %H:%M"), "mindspore": ms.__version__, "cpus": os.cpu_count(),
               "machine": platform.machine(), "cpu_runtime": cpu_note, "steps": args.steps, "rounds": args.rounds,
+              "pipeline_alone_images_per_s": pipeline_alone,
               "results": results}
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     with open(args.output + ".partial", "w", encoding="utf-8") as f:
