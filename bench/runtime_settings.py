@@ -76,7 +76,8 @@ def main(argv=None):
                        "--procedures", args.procedures, "--pipeline", args.pipeline, "--steps", str(args.steps),
                        "--rounds", "3", "--output", out] + extra_args
                 start = time.perf_counter()
-                proc = subprocess.run(cmd, env={**os.environ, **overrides}, capture_output=True, text=True)
+                # cwd: files some settings write (graph-kernel build caches) land in the temporary folder
+                proc = subprocess.run(cmd, env={**os.environ, **overrides}, capture_output=True, text=True, cwd=tmp)
                 if proc.returncode != 0:
                     sys.stderr.write(proc.stdout[-3000:] + proc.stderr[-3000:])
                     print(f"child run failed for setting '{label}'", file=sys.stderr)
