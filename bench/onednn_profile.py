@@ -11,12 +11,13 @@ costs a little time, so the step rate printed here is a bit below the benchmark'
 """
 import argparse
 import collections
-import json
 import os
 import re
 import subprocess
 import sys
 import time
+
+from benchutil import save_report  # bench/ is on sys.path when run as a script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MARK = "ONEDNN_PROFILE_TIMED_STEPS_START"
@@ -64,7 +65,7 @@ def summarise(lines, steps):
                "ms_per_step": round(per_step, 2), "median_ms": round(sorted(times)[len(times) // 2], 3)}
         gflop = conv_gflop(shape) if primitive == "convolution" else None
         if gflop:
-            row["gflop_per_s"] = round(gflop / row["median_ms"] * 1000, 1)
+            row["gflop_per_s"] = float(f"{gflop / row['median_ms'] * 1000:.4g}")
         rows.append(row)
     rows.sort(key=lambda r: -r["ms_per_step"])
     return rows
@@ -104,11 +105,7 @@ def main(argv=None):
     report = {"date": time.strftime("%Y-%m-%d %H:%M"), "net": args.net, "procedure": args.procedure, "batch": batch,
               "step_ms": round(step_ms, 1), "onednn_ms_per_step": round(total, 1),
               "by_pass": {k: round(v, 1) for k, v in by_pass.items()}, "rows": rows}
-    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-    with open(args.output + ".partial", "w", encoding="utf-8") as f:
-        json.dump(report, f, indent=2)
-    os.replace(args.output + ".partial", args.output)
-    print(f"written to {args.output}")
+    save_report(report, args.output)
     return 0
 
 

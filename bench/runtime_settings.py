@@ -22,6 +22,8 @@ import sys
 import tempfile
 import time
 
+from benchutil import save_report  # bench/ is on sys.path when run as a script
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -110,11 +112,7 @@ def main(argv=None):
     report = {"date": time.strftime("%Y-%m-%d %H:%M"), "cpus": os.cpu_count(), "baseline": baseline,
               "command": " ".join([os.path.basename(sys.argv[0])] + (argv if argv is not None else sys.argv[1:])),
               "steps": args.steps, "repeats": args.repeats, "results": rows}
-    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-    with open(args.output + ".partial", "w", encoding="utf-8") as f:
-        json.dump(report, f, indent=2)
-    os.replace(args.output + ".partial", args.output)
-    print(f"written to {args.output}")
+    save_report(report, args.output)
     return 0
 
 

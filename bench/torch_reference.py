@@ -12,11 +12,12 @@ connector against the teacher's own feature (computed without gradient). Writes 
 train_throughput.py, so bench/runtime_settings.py can put both side by side (--with_torch).
 """
 import argparse
-import json
 import os
 import statistics
 import sys
 import time
+
+from benchutil import save_report  # bench/ is on sys.path when run as a script
 
 NETS = {"resnet20": ([3, 3, 3], (16, 32, 64), 16, "cifar", 128),
         "resnet56": ([9, 9, 9], (16, 32, 64), 16, "cifar", 128),
@@ -183,11 +184,7 @@ def main(argv=None):
     report = {"date": time.strftime("%Y-%m-%d %H:%M"), "torch": torch.__version__,
               "cpu_runtime": f"PyTorch {torch.__version__} eager, {torch.get_num_threads()} threads",
               "steps": args.steps, "rounds": args.rounds, "results": results}
-    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-    with open(args.output + ".partial", "w", encoding="utf-8") as f:
-        json.dump(report, f, indent=2)
-    os.replace(args.output + ".partial", args.output)
-    print(f"written to {args.output}")
+    save_report(report, args.output)
     return 0
 
 

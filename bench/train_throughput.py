@@ -15,12 +15,13 @@ All pipelines, procedures and jit levels of one network are timed in the same ro
 writes JSON (--output).
 """
 import argparse
-import json
 import os
 import platform
 import statistics
 import sys
 import time
+
+from benchutil import save_report  # bench/ is on sys.path when run as a script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "src"))
@@ -173,11 +174,7 @@ def main(argv=None):
               "machine": platform.machine(), "cpu_runtime": cpu_note, "steps": args.steps, "rounds": args.rounds,
               "pipeline_alone_images_per_s": pipeline_alone,
               "results": results}
-    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-    with open(args.output + ".partial", "w", encoding="utf-8") as f:
-        json.dump(report, f, indent=2)
-    os.replace(args.output + ".partial", args.output)
-    print(f"written to {args.output}")
+    save_report(report, args.output)
     return 0
 
 
