@@ -106,6 +106,10 @@ def main(argv=None):
     parser.add_argument("--graph_kernel", action="store_true",
                         help="turn on MindSpore's graph-kernel fusion for the whole process (compare with "
                              "bench/runtime_settings.py --settings 'default;--graph_kernel')")
+    parser.add_argument("--op_threads", type=int, default=0,
+                        help="threads for CPU kernels (ms.device_context.cpu.op_tuning.threads_num); 0 = MindSpore's "
+                             "default. Process-wide: compare with bench/runtime_settings.py --settings "
+                             "'default;--op_threads=1'")
     parser.add_argument("--jit_levels", default="default",
                         help="comma list of ms.jit levels to compare side by side, e.g. default,O1")
     parser.add_argument("--data_path", default=os.path.join(ROOT, "..", "shared", "data", "cifar-10-batches-bin"))
@@ -124,6 +128,9 @@ def main(argv=None):
     import mindspore as ms
 
     runtime.init_context("CPU", "graph", seed=0)
+    if args.op_threads:
+        ms.device_context.cpu.op_tuning.threads_num(args.op_threads)
+        cpu_note += f"; {args.op_threads} kernel threads"
     if args.graph_kernel:
         ms.set_context(enable_graph_kernel=True)
         cpu_note += "; graph-kernel fusion on"
