@@ -121,6 +121,9 @@ def main(argv=None):
     if unknown:
         parser.error(f"unknown: {', '.join(unknown)}")
     workers = [int(w) for w in args.workers.split(",") if w]
+    if args.pipeline != "excluded" and not os.path.isdir(args.data_path):
+        parser.error(f"--pipeline {args.pipeline} reads CIFAR-10 from --data_path, but {args.data_path} is not a "
+                     "directory (pass --data_path DIR with data_batch_1..5.bin)")
     sources = {"excluded": [("excluded", None)],
                "included": [(f"included({w}w)", w) for w in workers],
                "both": [("excluded", None)] + [(f"included({w}w)", w) for w in workers]}[args.pipeline]
