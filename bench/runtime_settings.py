@@ -93,15 +93,15 @@ def main(argv=None):
                       f"({child['cpu_runtime']})", flush=True)
 
     baseline = settings[0][0]
+    medians = {key: statistics.median(values) for key, values in samples.items()}
     rows = []
-    for (label, net, procedure, pipeline), values in samples.items():
-        median = statistics.median(values)
-        base = statistics.median(samples[(baseline, net, procedure, pipeline)])
+    for (label, net, procedure, pipeline), median in medians.items():
         row = {"setting": label, "net": net, "procedure": procedure, "pipeline": pipeline,
-               "images_per_s": round(median, 2), "runs": values, "vs_baseline": round(median / base, 3)}
+               "images_per_s": round(median, 2), "runs": samples[(label, net, procedure, pipeline)],
+               "vs_baseline": round(median / medians[(baseline, net, procedure, pipeline)], 3)}
         torch_key = ("pytorch", net, procedure, pipeline)
-        if label != "pytorch" and torch_key in samples:
-            row["vs_pytorch"] = round(median / statistics.median(samples[torch_key]), 3)
+        if label != "pytorch" and torch_key in medians:
+            row["vs_pytorch"] = round(median / medians[torch_key], 3)
         rows.append(row)
     order = [label for label, _, _ in children]
     rows.sort(key=lambda r: (r["net"], r["procedure"], r["pipeline"], order.index(r["setting"])))

@@ -19,9 +19,10 @@ import time
 
 from benchutil import save_report  # bench/ is on sys.path when run as a script
 
-NETS = {"resnet20": ([3, 3, 3], (16, 32, 64), 16, "cifar", 128),
-        "resnet56": ([9, 9, 9], (16, 32, 64), 16, "cifar", 128),
-        "resnet18": ([2, 2, 2, 2], (64, 128, 256, 512), 64, "cifar", 32)}
+# blocks per stage, stage widths, stem width (all with the 3x3 CIFAR stem), batch size
+NETS = {"resnet20": ([3, 3, 3], (16, 32, 64), 16, 128),
+        "resnet56": ([9, 9, 9], (16, 32, 64), 16, 128),
+        "resnet18": ([2, 2, 2, 2], (64, 128, 256, 512), 64, 32)}
 PROCEDURES = ("teacher", "plain", "kd", "rd")
 
 
@@ -88,7 +89,7 @@ def build_models(torch, nn):
 
 
 def build_step(procedure, net, torch, nn):
-    depths, widths, stem, _, _ = NETS[net]
+    depths, widths, stem, _ = NETS[net]
     Net = build_models(torch, nn)
     student = Net(depths, widths, stem, shortcut=(procedure == "teacher"))
     teacher = None
@@ -162,7 +163,7 @@ def main(argv=None):
     print(f"PyTorch {torch.__version__}, {torch.get_num_threads()} threads", flush=True)
     results = []
     for net in nets:
-        batch = NETS[net][4]
+        batch = NETS[net][3]
         images, labels = torch.randn(batch, 3, 32, 32), torch.randint(0, 10, (batch,))
         runs = {}
         for procedure in procedures:
