@@ -160,3 +160,70 @@ def test_official_test_file_is_preferred_for_validation(tmp_path):
     np.testing.assert_array_equal(_labels(val), _raw_labels("data_batch_5.bin"))
     _, train_info = create_dataset("cifar10", path, "train", 1000)
     assert train_info["num_samples"] == 50000 and train_info["split"] == "train"
+
+
+# --- every epoch its own order and augmentation, reproducible from the seed ------------------------------------
+
+def _epoch_batches(seed, epoch, **kwargs):
+    """All batches of one epoch of a small synthetic training set (same crop/flip transforms as CIFAR)."""
+    from resdist.data import epoch_iterator
+
+    train, _ = create_dataset("synthetic", "", "train", 10, synthetic_train_size=40, **kwargs)
+    return [(img, lab) for img, lab in epoch_iterator(train, seed, epoch, output_numpy=True)]
+
+
+def test_epochs_differ_in_order_and_augmentation():
+    first, second = _epoch_batches(1, 0), _epoch_batches(1, 1)
+    order1 = np.concatenate([lab for _, lab in first])
+    order2 = np.concatenate([lab for _, lab in second])
+    assert sorted(order1) == sorted(order2)            # the same images ...
+    assert not np.array_equal(order1, order2)          # ... in another order
+    assert not np.array_equal(first[0][0], second[0][0])
+
+
+def test_augmentation_differs_between_epochs_for_the_same_image():
+    """One image repeated: only the random crop and flip can make epochs differ."""
+    from resdist.data import epoch_iterator
+
+    train, _ = create_dataset("synthetic", "", "train", 1, synthetic_train_size=1)
+    draws = [next(epoch_iterator(train, 1, e, output_numpy=True))[0] for e in range(6)]
+    assert len({d.tobytes() for d in draws}) > 1
+    again = [next(epoch_iterator(train, 1, e, output_numpy=True))[0] for e in range(6)]
+    for a, b in zip(draws, again):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_the_same_seed_reproduces_every_epoch():
+    for epoch in (0, 1):
+        a, b = _epoch_batches(7, epoch), _epoch_batches(7, epoch)
+        for (ia, la), (ib, lb) in zip(a, b):
+            np.testing.assert_array_equal(la, lb)
+            np.testing.assert_array_equal(ia, ib)
+    other = _epoch_batches(8, 0)
+    assert not np.array_equal(np.concatenate([lab for _, lab in _epoch_batches(7, 0)]),
+                              np.concatenate([lab for _, lab in other]))
+
+
+def test_distributed_shards_stay_disjoint_and_reshuffle_every_epoch():
+    """Rank r of 2 reads the synthetic indices r, r+2, ...; synthetic image i has label i % 10, so a rank's labels
+    all have the parity of its rank."""
+    def labels(rank, epoch):
+        return np.concatenate([lab for _, lab in _epoch_batches(3, epoch, rank=rank, group_size=2)])
+
+    for epoch in (0, 1):
+        assert set(labels(0, epoch) % 2) == {0} and set(labels(1, epoch) % 2) == {1}
+    assert not np.array_equal(labels(0, 0), labels(0, 1))
+
+
+def test_train_subset_is_a_fixed_part_of_the_training_set():
+    import mindspore.dataset as ds
+
+    def subset_labels(seed):
+        ds.config.set_seed(seed)
+        data, info = create_dataset("synthetic", "", "train", 10, synthetic_train_size=100, train_subset=30)
+        assert info["num_samples"] == 30 and "fixed subset of 30" in info["split"]
+        return sorted(_labels(data).tolist())
+
+    assert subset_labels(1) == subset_labels(2)  # the same images whatever the seed
+    with pytest.raises(DatasetError, match="train_subset=200 but synthetic has only 100"):
+        create_dataset("synthetic", "", "train", 10, synthetic_train_size=100, train_subset=200)

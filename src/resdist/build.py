@@ -27,7 +27,8 @@ def build_dataset(cfg, split, rank=0, group_size=1, batch_size=None):
         cfg.dataset, cfg.data_path, split, batch_size or cfg.batch_size, val_split=cfg.val_split,
         image_size=cfg.image_size, num_parallel_workers=cfg.num_parallel_workers, rank=rank,
         group_size=group_size, synthetic_train_size=cfg.synthetic_train_size,
-        synthetic_val_size=cfg.synthetic_val_size, num_classes=cfg.num_classes or 10)
+        synthetic_val_size=cfg.synthetic_val_size, num_classes=cfg.num_classes or 10,
+        train_subset=cfg.train_subset)
 
 
 def write_json(path, obj):

@@ -106,6 +106,8 @@ OPTIONS = [
     Option("image_size", 224, "input size for image folders (CIFAR and synthetic are 32)", check=_positive),
     Option("batch_size", 128, "images per step per device", check=_positive),
     Option("num_parallel_workers", 2, "dataset engine workers for decoding and augmentation", check=_positive),
+    Option("train_subset", 0, "train on a fixed subset of this many training images (the same images whatever "
+           "the seed; 0: all), e.g. for short studies", check=_non_negative),
     Option("synthetic_train_size", 2560, "synthetic data set: training images", check=_positive),
     Option("synthetic_val_size", 512, "synthetic data set: validation images", check=_positive),
     # device and run
@@ -113,7 +115,8 @@ OPTIONS = [
     Option("mode", "graph", "graph (compiled, fast) or pynative (eager, for debugging)",
            choices=("graph", "pynative")),
     Option("distribute", False, "data-parallel run over the msrun / rank-table process group", scope="train"),
-    Option("seed", 1, "random seed (weights, shuffling, augmentation)"),
+    Option("seed", 1, "random seed (weights; each epoch's shuffling and augmentation derive from it)",
+           check=lambda v: None if 0 <= v < 2 ** 32 else "must be between 0 and 4294967295"),
     Option("output_dir", "", "where logs and checkpoints go; empty: a new outputs/<procedure>_<arch>_<time> "
            "folder. An existing run folder is never overwritten: resume it or pick another", scope="train"),
     Option("resume", "", "continue a run: a checkpoint path, or 'auto' for <output_dir>/last.ckpt", scope="train"),

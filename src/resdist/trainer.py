@@ -16,7 +16,7 @@ from mindspore import nn, ops
 from . import checkpoint as ckpt_io
 from .build import build_dataset, build_network, write_json
 from .config import ConfigError
-from .data import check_dataset, dataset_num_classes
+from .data import check_dataset, dataset_num_classes, epoch_iterator
 from .distill import KnowledgeDistillation, eta_at
 from .evaluate import evaluate
 from .losses import CrossEntropyObjective
@@ -200,7 +200,7 @@ def train(cfg, rank=0, group_size=1):
         epoch_start = tick = time.time()
         loss_sum, correct, seen = 0.0, 0, 0
         term_sums = np.zeros(len(names))
-        iterator = train_ds.create_tuple_iterator(num_epochs=1)
+        iterator = epoch_iterator(train_ds, cfg.seed, epoch)
         for step, (images, labels) in enumerate(iterator, 1):
             loss, n_correct, terms = train_step(images, labels)
             loss = float(loss.asnumpy())
