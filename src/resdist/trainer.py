@@ -232,6 +232,7 @@ def train(cfg, rank=0, group_size=1):
         if val_ds is not None:
             val = evaluate(deployable, val_ds)
             record.update(val_top1=val["top1"], val_top5=val["top5"])
+        record["epoch_seconds"] = round(time.time() - epoch_start, 1)  # training and validation
         acc = record.get("val_top1", record["train_acc"])
         is_best = acc > best_acc
         best_acc = max(acc, best_acc)

@@ -1,0 +1,285 @@
+#!/usr/bin/env python
+"""The CIFAR-10 depth study: does Residual Distillation make a deep plain network trainable?
+
+Every row trains with the shared budget of configs/cifar10_study.yaml (a fixed 10,000-image training subset,
+12 epochs, validation on the held-out data_batch_5) and adds its network, procedure, teacher and seed:
+
+    python bench/cifar10_study.py --data_path ../shared/data/cifar-10-batches-bin            # run what is left
+    python bench/cifar10_study.py --data_path DIR --rows plain56_rd_seed1                    # one row
+    python bench/cifar10_study.py --list                                                     # what is done
+    python bench/cifar10_study.py --report                                                   # table and plot only
+
+Resumable and idempotent: a row whose result JSON exists is skipped; a row interrupted part-way continues from
+its run folder's last.ckpt (``train.py --resume auto``); a student waits for its teacher's row. Each finished row
+writes bench/results/cifar10_study/<row>.json (with --git_commit, committed at once) and the table and plot are
+regenerated. Run folders (checkpoints, logs) stay under --output_dir, outside git.
+"""
+import argparse
+import fcntl
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+from benchutil import save_report
+from plotting import line_chart
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RECIPE = "configs/cifar10_study.yaml"
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    arch: str
+    procedure: str
+    teacher: str = ""          # the row whose best.ckpt is the teacher
+    seed: int = 1
+    overrides: dict = field(default_factory=dict)
+
+    @property
+    def group(self):
+        """Rows that differ only in their seed form one group of the table."""
+        return self.name.rsplit("_seed", 1)[0]
+
+
+# In the order they run: teachers, then the comparisons that matter most, then seeds and variants.
+ROWS = [
+    Row("resnet20_teacher", "resnet20", "teacher"),
+    Row("resnet56_teacher", "resnet56", "teacher"),
+    Row("plain56_alone_seed1", "plain56", "plain"),
+    Row("plain56_rd_seed1", "plain56", "rd", "resnet56_teacher"),
+    Row("plain20_alone", "plain20", "plain"),
+    Row("plain20_rd", "plain20", "rd", "resnet20_teacher"),
+    Row("plain56_kd", "plain56", "kd", "resnet56_teacher"),
+    Row("plain20_kd", "plain20", "kd", "resnet20_teacher"),
+    Row("plain56_alone_seed2", "plain56", "plain", seed=2),
+    Row("plain56_rd_seed2", "plain56", "rd", "resnet56_teacher", seed=2),
+    Row("plain56_rd_keep_downsample", "plain56", "rd", "resnet56_teacher",
+        overrides={"plain_variant": "keep_downsample"}),
+    Row("plain56_rd_lambda0", "plain56", "rd", "resnet56_teacher", overrides={"fd_lambda": 0}),
+]
+BY_NAME = {r.name: r for r in ROWS}
+
+
+def teacher_checkpoint(teacher_row, results_dir):
+    """A finished teacher row's best.ckpt is copied beside its JSON (and committed with it): students can be
+    rerun on any machine, and its sha256 is in the row JSON."""
+    return os.path.join(results_dir, f"{teacher_row}.ckpt")
+
+
+def train_command(row, data_path, run_dir, results_dir, recipe=RECIPE, settings=()):
+    cmd = [sys.executable, "train.py", "--config", recipe, "--data_path", data_path, "--output_dir", run_dir,
+           "--arch", row.arch, "--procedure", row.procedure, "--seed", str(row.seed)]
+    if row.teacher:
+        cmd += ["--teacher_ckpt", teacher_checkpoint(row.teacher, results_dir)]
+    for key, value in list(row.overrides.items()) + list(settings):
+        cmd += [f"--{key}", str(value)]
+    if os.path.isfile(os.path.join(run_dir, "last.ckpt")):
+        cmd += ["--resume", "auto"]
+    return cmd
+
+
+def sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def row_result(row, run_dir, wall_seconds, command):
+    """The small JSON kept in git for a finished row: per-epoch curve, final and best validation accuracy."""
+    with open(os.path.join(run_dir, "metrics.json"), encoding="utf-8") as f:
+        epochs = json.load(f)["epochs"]
+    curve = [{k: e[k] for k in ("epoch", "val_top1", "val_top5", "train_loss", "train_acc", "epoch_seconds",
+                                "train_images_per_s", "eta", "train_ce", "train_mixed_ce", "train_fd", "train_kd")
+              if k in e} for e in epochs]
+    best = max(epochs, key=lambda e: e["val_top1"])
+    return {
+        "row": row.name, "group": row.group, "arch": row.arch, "procedure": row.procedure, "seed": row.seed,
+        "teacher": row.teacher, "overrides": row.overrides, "recipe": command[command.index("--config") + 1],
+        "command": " ".join(["python"] + command[1:]),
+        "final_val_top1": epochs[-1]["val_top1"], "final_epoch": epochs[-1]["epoch"],
+        "best_val_top1": best["val_top1"], "best_epoch": best["epoch"],
+        "wall_seconds": round(wall_seconds, 1),
+        "epoch_seconds_total": round(sum(e.get("epoch_seconds", 0.0) for e in epochs), 1),
+        "best_ckpt_sha256": sha256(os.path.join(run_dir, "best.ckpt")),
+        "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "epochs": curve,
+    }
+
+
+def load_results(results_dir):
+    out = {}
+    for row in ROWS:
+        path = os.path.join(results_dir, f"{row.name}.json")
+        if os.path.isfile(path):
+            with open(path, encoding="utf-8") as f:
+                out[row.name] = json.load(f)
+    return out
+
+
+def _mean_spread(values):
+    mean = sum(values) / len(values)
+    return mean, (max(values) - min(values)) / 2 if len(values) > 1 else None
+
+
+def report(results_dir):
+    """Regenerate table.md (mean and half-range over seeds per group) and val_top1.png from the row JSONs."""
+    results = load_results(results_dir)
+    if not results:
+        print("no finished rows yet")
+        return []
+    groups = {}
+    for name, r in results.items():
+        groups.setdefault(r["group"], []).append(r)
+    lines = ["| row | seeds | final val top-1 (%) | best val top-1 (%) at epoch | wall time per run |",
+             "|---|---|---|---|---|"]
+    for group, rows in groups.items():
+        final_mean, final_spread = _mean_spread([r["final_val_top1"] for r in rows])
+        best_txt = ", ".join(f"{r['best_val_top1']:.2f} @ {r['best_epoch']}" for r in rows)
+        spread = f" ± {final_spread:.2f}" if final_spread is not None else ""
+        seeds = ",".join(str(r["seed"]) for r in rows)
+        wall = ", ".join(f"{r['wall_seconds'] / 60:.0f} min" for r in rows)
+        each = " (" + ", ".join(f"{r['final_val_top1']:.2f}" for r in rows) + ")" if len(rows) > 1 else ""
+        lines.append(f"| {group} | {seeds} | {final_mean:.2f}{spread}{each} | {best_txt} | {wall} |")
+    table = "\n".join(lines) + "\n"
+    with open(os.path.join(results_dir, "table.md"), "w", encoding="utf-8") as f:
+        f.write(table)
+    print(table)
+    series = {name: ([e["epoch"] for e in r["epochs"]], [e["val_top1"] for e in r["epochs"]])
+              for name, r in results.items()}
+    png = line_chart(series, os.path.join(results_dir, "val_top1.png"),
+                     "CIFAR-10 study: validation top-1 per epoch (held-out data_batch_5)", "epoch", "val top-1 (%)",
+                     dashed=[n for n in series if "teacher" in n])
+    return [os.path.join(results_dir, "table.md"), png]
+
+
+def git_commit(paths, message):
+    """Commit only ``paths`` in the repository that holds them (other staged work is left alone); retry while
+    another git command holds the lock. Teacher checkpoints are ignored by .gitignore, hence ``add -f``."""
+    repo = os.path.dirname(paths[0])
+    for attempt in range(20):
+        add = subprocess.run(["git", "-C", repo, "add", "-f", "--"] + paths, capture_output=True, text=True)
+        if add.returncode == 0:
+            done = subprocess.run(["git", "-C", repo, "commit", "-q", "-m", message, "--"] + paths,
+                                  capture_output=True, text=True)
+            if done.returncode == 0:
+                print(f"committed: {message}")
+                return True
+            if "index.lock" not in done.stderr:
+                print(f"git commit failed: {done.stderr.strip() or done.stdout.strip()}")
+                return False
+        time.sleep(3 + attempt)
+    print("git commit gave up: the repository stayed locked")
+    return False
+
+
+def run_row(row, args):
+    run_dir = os.path.join(args.output_dir, row.name)
+    if row.teacher and not os.path.isfile(teacher_checkpoint(row.teacher, args.results_dir)):
+        print(f"[{row.name}] waiting for its teacher row {row.teacher}")
+        return None
+    command = train_command(row, args.data_path, run_dir, args.results_dir, args.recipe, args.settings)
+    print(f"[{row.name}] {'resuming' if '--resume' in command else 'starting'}: {' '.join(command[1:])}", flush=True)
+    wall_file = os.path.join(run_dir, "study_wall_seconds.json")
+    spent = 0.0
+    if os.path.isfile(wall_file):
+        with open(wall_file, encoding="utf-8") as f:
+            spent = json.load(f)["seconds"]
+    start = time.time()
+    code = subprocess.call(command, cwd=ROOT)
+    spent += time.time() - start
+    if os.path.isdir(run_dir):
+        save_report({"seconds": spent}, wall_file)
+    if code != 0:
+        raise SystemExit(f"[{row.name}] train.py exited with {code}; its log is {run_dir}/train.log. Fix the cause "
+                         f"and rerun: the row continues from its last checkpoint")
+    result = row_result(row, run_dir, spent, command)
+    paths = []
+    if row.procedure == "teacher":
+        import shutil
+
+        paths.append(teacher_checkpoint(row.name, args.results_dir))
+        shutil.copyfile(os.path.join(run_dir, "best.ckpt"), paths[-1] + ".partial")
+        os.replace(paths[-1] + ".partial", paths[-1])
+    path = os.path.join(args.results_dir, f"{row.name}.json")
+    save_report(result, path)
+    paths.append(path)
+    print(f"[{row.name}] final val top-1 {result['final_val_top1']:.2f}%, best {result['best_val_top1']:.2f}% at "
+          f"epoch {result['best_epoch']}, {spent / 60:.1f} min")
+    return paths
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data_path", default="", help="CIFAR-10 binary folder (data_batch_1..5.bin)")
+    parser.add_argument("--rows", default="", help="comma-separated row names (default: every row, in order)")
+    parser.add_argument("--output_dir", default=os.path.join(ROOT, "runs", "cifar10_study"),
+                        help="run folders (checkpoints, logs); default runs/cifar10_study")
+    parser.add_argument("--results_dir", default=os.path.join(ROOT, "bench", "results", "cifar10_study"),
+                        help="where the row JSONs, table.md and val_top1.png go")
+    parser.add_argument("--recipe", default=RECIPE, help="the shared budget (YAML); default %(default)s")
+    parser.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a recipe key for every row (repeatable), e.g. for a quick smoke run")
+    parser.add_argument("--git_commit", action="store_true", help="commit each finished row's JSON at once")
+    parser.add_argument("--list", action="store_true", help="print every row's status and exit")
+    parser.add_argument("--report", action="store_true", help="regenerate the table and plot, run nothing")
+    args = parser.parse_args(argv)
+    names = [n.strip() for n in args.rows.split(",") if n.strip()]
+    unknown = [n for n in names if n not in BY_NAME]
+    if unknown:
+        parser.error(f"unknown row(s) {', '.join(unknown)}; rows: {', '.join(BY_NAME)}")
+    args.selected = [BY_NAME[n] for n in names] or ROWS
+    bad = [s for s in args.settings if "=" not in s]
+    if bad:
+        parser.error(f"--set takes KEY=VALUE, not {bad[0]!r}")
+    args.settings = [tuple(s.split("=", 1)) for s in args.settings]
+    if not (args.list or args.report):
+        if not args.data_path:
+            parser.error("--data_path is required to run rows (the CIFAR-10 binary folder)")
+        if not os.path.isdir(args.data_path):
+            parser.error(f"--data_path {args.data_path} is not a directory")
+        args.data_path = os.path.abspath(args.data_path)
+    args.output_dir, args.results_dir = os.path.abspath(args.output_dir), os.path.abspath(args.results_dir)
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    os.makedirs(args.results_dir, exist_ok=True)
+    if args.list:
+        done = load_results(args.results_dir)
+        for row in ROWS:
+            run_dir = os.path.join(args.output_dir, row.name)
+            status = ("done: final {:.2f}%".format(done[row.name]["final_val_top1"]) if row.name in done else
+                      "interrupted (resumes)" if os.path.isfile(os.path.join(run_dir, "last.ckpt")) else "to do")
+            print(f"{row.name:30s} {status}")
+        return 0
+    if args.report:
+        report(args.results_dir)
+        return 0
+    os.makedirs(args.output_dir, exist_ok=True)
+    with open(os.path.join(args.output_dir, ".lock"), "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SystemExit(f"another study runner is using {args.output_dir}; wait for it or stop it") from None
+        for row in args.selected:
+            if os.path.isfile(os.path.join(args.results_dir, f"{row.name}.json")):
+                print(f"[{row.name}] done, skipped")
+                continue
+            paths = run_row(row, args)
+            if paths:
+                files = paths + report(args.results_dir)
+                if args.git_commit:
+                    git_commit(files, f"CIFAR-10 study: row {row.name} finished")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

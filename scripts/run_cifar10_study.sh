@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The CIFAR-10 depth study (README "Results"): every row that is not finished yet, resumable.
+#   bash scripts/run_cifar10_study.sh DATA_PATH [--rows a,b] [--git_commit] [other bench/cifar10_study.py flags]
+# Row results: bench/results/cifar10_study/; run folders: runs/cifar10_study/ (or --output_dir).
+set -euo pipefail
+if [ $# -lt 1 ] || [ "$1" = "-h" ] || [ "$1" = "--help" ]; then
+    echo "Usage: bash $0 DATA_PATH [bench/cifar10_study.py options]" >&2
+    echo "  DATA_PATH: the CIFAR-10 binary folder (data_batch_1..5.bin)" >&2
+    exit 2
+fi
+DATA_PATH=$(realpath -m "$1"); shift
+if [ ! -d "$DATA_PATH" ]; then
+    echo "error: DATA_PATH $DATA_PATH is not a directory" >&2
+    exit 2
+fi
+cd "$(dirname "$0")/.."
+exec python bench/cifar10_study.py --data_path "$DATA_PATH" "$@"
