@@ -14,7 +14,7 @@ from resdist import cli, runtime  # import no MindSpore: the CPU kernel choice m
 
 def run(cfg, cpu_note):
     from resdist import checkpoint as ckpt_io
-    from resdist.build import build_dataset, build_network, write_json
+    from resdist.build import build_dataset, build_network, identity, write_json
     from resdist.config import ConfigError
     from resdist.evaluate import evaluate
 
@@ -29,7 +29,7 @@ def run(cfg, cpu_note):
     if cfg.num_classes and cfg.num_classes != info["num_classes"]:
         raise ConfigError(f"num_classes={cfg.num_classes} but {cfg.dataset} has {info['num_classes']} classes")
     net = build_network(cfg, cfg.arch, info["num_classes"])
-    ckpt_io.load_network(net, state, "checkpoint", cfg.ckpt_file, cfg.arch)
+    ckpt_io.load_network(net, state, "checkpoint", cfg.ckpt_file, cfg.arch, identity(cfg, cfg.arch))
     log.info("evaluating %s (%s) on %s: %d images, %s", cfg.ckpt_file, cfg.arch, cfg.dataset,
              info["num_samples"], info["split"])
     result = evaluate(net, dataset)

@@ -18,11 +18,13 @@ def run(cfg, cpu_note):
 
     check_inputs(cfg)  # bad input fails before anything is written
     rank, group_size = runtime.init_context(cfg.device_target, cfg.mode, cfg.seed, cfg.distribute)
-    prepare_output_dir(cfg, rank)
+    removed = prepare_output_dir(cfg, rank)
     log_name = "train.log" if group_size == 1 else f"train_rank{rank}.log"
     runtime.setup_logging(os.path.join(cfg.output_dir, log_name), rank)
     log = runtime.logger
     log.info("CPU runtime: %s", cpu_note)
+    if removed:
+        log.info("removed unfinished writes of an interrupted run: %s", ", ".join(removed))
     if cfg.dataset == "synthetic":
         log.info("DEMO: training on generated synthetic images (learnable class patterns), not real data. "
                  "For real training pass --config configs/<recipe>.yaml --data_path DIR")

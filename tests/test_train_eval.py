@@ -74,7 +74,7 @@ def test_eval_rejects_a_checkpoint_of_another_architecture(trained_run, tmp_path
     code = eval_script.main(EVAL + ["--arch", "resnet32", "--ckpt_file", os.path.join(trained_run, "best.ckpt"),
                                     "--output_json", str(out)])
     assert code == 2 and not out.exists()
-    assert "saved from 'resnet20', not 'resnet32'" in capsys.readouterr().err
+    assert "saved from arch 'resnet20', not 'resnet32'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv,message", [
@@ -135,7 +135,8 @@ def test_kd_and_fd_procedures_run(trained_run, tmp_path):
     ("", "procedure=rd needs a trained teacher: pass --teacher_ckpt"),
     ("/nonexistent/teacher.ckpt", "teacher checkpoint /nonexistent/teacher.ckpt does not exist"),
     ("garbage", "cannot be read: it is corrupt"),
-    ("wrong_arch", "does not match the network resnet20"),
+    ("wrong_arch", "was saved from arch 'resnet32', not 'resnet20'"),
+    ("no_record", "does not match the network resnet20"),
 ])
 def test_bad_teacher_fails_before_training(tmp_path, capsys, teacher, message):
     if teacher == "garbage":
@@ -145,6 +146,10 @@ def test_bad_teacher_fails_before_training(tmp_path, capsys, teacher, message):
         from resdist.models import create_model
         teacher = str(tmp_path / "r32.ckpt")
         ckpt_io.save(teacher, ckpt_io.network_params(create_model("resnet32", num_classes=10)), {"arch": "resnet32"})
+    elif teacher == "no_record":  # a checkpoint without metadata: names and shapes are still checked
+        from resdist.models import create_model
+        teacher = str(tmp_path / "r32_bare.ckpt")
+        ckpt_io.save(teacher, ckpt_io.network_params(create_model("resnet32", num_classes=10)))
     out = tmp_path / "never"
     assert train_script.main(RD + ["--procedure", "rd", "--teacher_ckpt", teacher, "--output_dir", str(out)]) == 2
     assert message in capsys.readouterr().err

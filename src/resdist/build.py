@@ -2,6 +2,7 @@
 import json
 import os
 
+from .checkpoint import network_identity
 from .data import create_dataset, native_image_size
 from .models import create_model, is_cifar_family
 
@@ -22,6 +23,11 @@ def build_network(cfg, arch, num_classes):
     return create_model(arch, num_classes=num_classes, **kwargs)
 
 
+def identity(cfg, arch):
+    """The network record a checkpoint of ``arch`` built from ``cfg`` carries (arch, plain variant, stem)."""
+    return network_identity(arch, cfg.plain_variant, None if is_cifar_family(arch) else resolve_stem(cfg))
+
+
 def build_dataset(cfg, split, rank=0, group_size=1, batch_size=None):
     return create_dataset(
         cfg.dataset, cfg.data_path, split, batch_size or cfg.batch_size, val_split=cfg.val_split,
@@ -35,7 +41,13 @@ def write_json(path, obj):
     """Write JSON atomically (temporary file, then rename)."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = f"{path}.{os.getpid()}.partial"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(obj, f, indent=2, sort_keys=True)
+            f.write("\n")
+        os.replace(tmp, path)
+    except OSError as exc:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise OSError(f"could not write {path} ({exc.strerror or exc}); is the disk full or the folder "
+                      f"read-only? The previous version, if any, is kept") from None

@@ -9,12 +9,14 @@ import os
 
 import numpy as np
 
+from .errors import UserError
+
 OPTIMIZER_PREFIXES = ("moments.", "accum.", "stat.", "global_step", "momentum", "learning_rate")
 META_KEYS = ("epoch", "best_acc", "num_classes")  # numbers saved with the weights by the trainer
 TRAIN_STATE_PREFIX = "train_state."  # trained parameters that are not part of the deployed network
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A checkpoint is missing, unreadable or does not fit the network; the message says which and why."""
 
 
@@ -34,11 +36,33 @@ def save(path, params, meta=None):
     file under the final name, and an existing file is replaced only once the new one is complete."""
     import mindspore as ms
 
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.partial.ckpt"
+    tmp = f"{path}.{os.getpid()}{PARTIAL_MARK}ckpt"  # MindSpore itself writes <tmp minus .ckpt>.tmp first
     entries = [{"name": name, "data": value} for name, value in params.items()]
-    ms.save_checkpoint(entries, tmp, append_dict=dict(meta or {}))
-    os.replace(tmp, path)
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        ms.save_checkpoint(entries, tmp, append_dict=dict(meta or {}))
+        os.replace(tmp, path)
+    except (OSError, RuntimeError, ValueError) as exc:
+        for leftover in (tmp, tmp[:-len("ckpt")] + "tmp"):
+            if os.path.exists(leftover):
+                os.remove(leftover)
+        kept = "the previous version is kept" if os.path.exists(path) else "nothing was written under that name"
+        raise CheckpointError(f"could not write checkpoint {path} ({type(exc).__name__}: {exc}); is the disk full "
+                              f"or the folder read-only? {kept}") from None
+
+
+PARTIAL_MARK = ".partial."  # in the names of files being written; never read, removed at the next start
+
+
+def remove_partial_files(directory):
+    """Delete what an interrupted write left in a run folder (``*.partial.ckpt``, ``*.partial.tmp``, ...).
+    Returns their names."""
+    if not os.path.isdir(directory):
+        return []
+    stale = sorted(f for f in os.listdir(directory) if PARTIAL_MARK in f or f.endswith(".partial"))
+    for name in stale:
+        os.remove(os.path.join(directory, name))
+    return stale
 
 
 def read(path, what="checkpoint"):
@@ -49,6 +73,11 @@ def read(path, what="checkpoint"):
         raise CheckpointError(f"no {what} given")
     if not os.path.isfile(path):
         raise CheckpointError(f"{what} {path} does not exist")
+    if PARTIAL_MARK in os.path.basename(path):
+        raise CheckpointError(f"{what} {path} is an unfinished write (interrupted save), never a valid "
+                              f"checkpoint; use last.ckpt or an epoch_NNNN.ckpt")
+    if os.path.getsize(path) == 0:
+        raise CheckpointError(f"{what} {path} is empty (0 bytes): an interrupted copy or download; copy it again")
     try:
         return ms.load_checkpoint(path)
     except (ValueError, RuntimeError, OSError) as exc:
@@ -61,11 +90,34 @@ def _describe(names, limit=5):
     return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
-def load_network(net, ckpt, what="checkpoint", path="", arch=None):
-    """Copy the weights of ``net`` from ``ckpt`` (a dict from ``read``). Every parameter of ``net`` must be
-    present with the same shape; extra entries are allowed only for optimizer state and metadata."""
+def network_identity(arch, plain_variant=None, stem=None):
+    """What a checkpoint records about the network it holds (saved as metadata, checked on load)."""
+    identity = {"arch": arch}
+    if arch.startswith("plain") and plain_variant:
+        identity["plain_variant"] = plain_variant
+    if stem:
+        identity["stem"] = stem
+    return identity
+
+
+def check_identity(ckpt, what, path, expected):
+    """Refuse a checkpoint whose own record names another network, before comparing names and shapes: a
+    keep_downsample plain20 has exactly the parameter names of a resnet20, for example."""
+    for key, want in (expected or {}).items():
+        saved = ckpt.get(key)
+        if isinstance(saved, str) and saved != want:
+            raise CheckpointError(f"{what} {path} was saved from {key} '{saved}', not '{want}': another network "
+                                  f"or run. Pass the --{key} it was trained with, or another checkpoint")
+
+
+def load_network(net, ckpt, what="checkpoint", path="", arch=None, expected=None):
+    """Copy the weights of ``net`` from ``ckpt`` (a dict from ``read``). The checkpoint's own record (arch,
+    plain variant, stem) must match ``expected`` (default: ``{"arch": arch}``) where it has one; every parameter
+    of ``net`` must be present with the same shape; extra entries are allowed only for optimizer state and
+    metadata."""
     import mindspore as ms
 
+    check_identity(ckpt, what, path, expected if expected is not None else ({"arch": arch} if arch else {}))
     params = network_params(net)
     stored = {k: v for k, v in ckpt.items() if isinstance(v, ms.Tensor)}  # Parameters too; not str metadata
     missing = [n for n in params if n not in stored]

@@ -10,9 +10,8 @@ def run_entry_point(scope, doc, body, argv=None):
 
     ``cpu_note`` says which CPU runtime settings were made (for the log)."""
     isa_note = runtime.prefer_fast_cpu_kernels()  # before anything imports MindSpore
-    from .checkpoint import CheckpointError
     from .config import ConfigError, parse_args
-    from .data import DatasetError
+    from .errors import UserError
 
     try:
         cfg, args = parse_args(argv, scope, doc.strip())
@@ -24,7 +23,10 @@ def run_entry_point(scope, doc, body, argv=None):
             raise ConfigError(f"unknown arch '{cfg.arch}'; known: {', '.join(list_models())}")
         dispatch_note = runtime.prefer_blocking_host_dispatch(cfg.device_target)  # before any op runs
         body(cfg, f"{isa_note}; {dispatch_note}")
-    except (ConfigError, DatasetError, CheckpointError) as exc:
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a file that cannot be written or read (disk full, permissions)
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -6,13 +6,16 @@ import time; entry points call ``parse_args`` in ``main()``.
 """
 import argparse
 import difflib
+import math
 import os
 from dataclasses import dataclass
 
 import yaml
 
+from .errors import UserError
 
-class ConfigError(ValueError):
+
+class ConfigError(UserError, ValueError):
     """A config file or command-line value is wrong; the message names the key and the fix."""
 
 
@@ -59,9 +62,12 @@ class Option:
             if isinstance(value, bool) or (kind is int and isinstance(value, float) and not value.is_integer()):
                 raise ValueError(f"{value!r} is not {what}")
             try:
-                return kind(value)
+                number = kind(value)
             except ValueError:
                 raise ValueError(f"{value!r} is not {what}") from None
+            if not math.isfinite(number):
+                raise ValueError(f"{value!r} is not a finite number")
+            return number
         return kind(value)
 
 
@@ -182,13 +188,28 @@ def _validate(option, value, source):
     return value
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """safe_load that refuses a key given twice (plain YAML would silently keep the last value)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise ConfigError(f"key '{key}' is given twice (line {key_node.start_mark.line + 1}); keep one")
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def load_yaml(path):
     """Read a recipe file: a flat mapping of known keys. Returns {key: raw value}."""
     if not os.path.isfile(path):
         raise ConfigError(f"config file {path} does not exist")
     with open(path, encoding="utf-8") as f:
         try:
-            data = yaml.safe_load(f)
+            data = yaml.load(f, Loader=_UniqueKeyLoader)  # a SafeLoader: no Python object tags
+        except ConfigError as exc:
+            raise ConfigError(f"config file {path}: {exc}") from None
         except yaml.YAMLError as exc:
             raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
     if data is None:
@@ -225,7 +246,13 @@ def build_parser(scope, description):
 def parse_args(argv, scope, description):
     """Parse the command line of an entry point. Returns (Config, parsed argparse namespace)."""
     parser = build_parser(scope, description)
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        flag = next((u for u in unknown if u.startswith("-")), unknown[0])
+        known = [a for action in parser._actions for a in action.option_strings]
+        hint = difflib.get_close_matches(flag.split("=", 1)[0], known, n=1)
+        raise ConfigError(f"unknown argument '{flag}'" + (f" (did you mean '{hint[0]}'?)" if hint else "")
+                          + "; `--help` lists the options")
     values = {o.name: o.default for o in options_for(scope)}
     sources = {}
     if args.config:

@@ -21,8 +21,11 @@ crops every epoch. ``epoch_iterator(dataset, seed, epoch)`` gives every epoch a 
 with that seed (what makes ``--resume`` reproduce the uninterrupted run).
 """
 import os
+import re
 
 import numpy as np
+
+from .errors import UserError
 
 CIFAR10_RECORD = 1 + 32 * 32 * 3
 CIFAR100_RECORD = 2 + 32 * 32 * 3
@@ -38,7 +41,7 @@ HOLDOUT_SEED = 12345
 SYNTHETIC_VAL_OFFSET = 10_000_000  # fixed: the validation images must not change with the training seed
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError, ValueError):
     """A data set is missing, malformed or inconsistent; the message names the path and the fix."""
 
 
@@ -47,7 +50,9 @@ def native_image_size(name):
     return 32 if name in ("cifar10", "cifar100", "synthetic") else None
 
 
-def _check_file(path, record, records_expected, what):
+def _check_file(path, record, records_expected, what, label_limits):
+    """Size of an official binary file, and its label bytes: ``label_limits`` = number of classes of each label
+    byte at the start of a record (CIFAR-100 has a coarse and a fine label)."""
     if not os.path.isfile(path):
         raise DatasetError(f"{what}: missing file {path}")
     size = os.path.getsize(path)
@@ -56,6 +61,13 @@ def _check_file(path, record, records_expected, what):
             f"{what}: {path} has {size} bytes, expected {record * records_expected} "
             f"({records_expected} records of {record} bytes); the file is truncated or not in the official "
             f"binary layout. Download the data set again.")
+    records = np.fromfile(path, np.uint8).reshape(records_expected, record)
+    for column, limit in enumerate(label_limits):
+        bad = np.flatnonzero(records[:, column] >= limit)
+        if bad.size:
+            raise DatasetError(f"{what}: {path} record {bad[0]} has label {records[bad[0], column]}, but labels "
+                               f"go from 0 to {limit - 1} ({bad.size} such records); the file is corrupt or of "
+                               f"another data set. Download the data set again.")
 
 
 def _check_dir(path, what):
@@ -74,10 +86,10 @@ def _cifar10(path, test):
     what = "CIFAR-10 (binary version: data_batch_1..5.bin, optional test_batch.bin)"
     _check_dir(path, what)
     if test:
-        _check_file(os.path.join(path, "test_batch.bin"), CIFAR10_RECORD, 10000, what)
+        _check_file(os.path.join(path, "test_batch.bin"), CIFAR10_RECORD, 10000, what, (10,))
         return (lambda sampler: ds.Cifar10Dataset(path, usage="test", sampler=sampler)), 10000
     for f in CIFAR10_TRAIN_FILES:
-        _check_file(os.path.join(path, f), CIFAR10_RECORD, 10000, what)
+        _check_file(os.path.join(path, f), CIFAR10_RECORD, 10000, what, (10,))
     return (lambda sampler: ds.Cifar10Dataset(path, usage="train", sampler=sampler)), 50000
 
 
@@ -87,7 +99,7 @@ def _cifar100(path, test):
     what = "CIFAR-100 (binary version: train.bin, optional test.bin)"
     _check_dir(path, what)
     fname, n, usage = ("test.bin", 10000, "test") if test else ("train.bin", 50000, "train")
-    _check_file(os.path.join(path, fname), CIFAR100_RECORD, n, what)
+    _check_file(os.path.join(path, fname), CIFAR100_RECORD, n, what, (20, 100))
 
     def make(sampler):
         data = ds.Cifar100Dataset(path, usage=usage, sampler=sampler)
@@ -209,12 +221,31 @@ def _has_test_split(name, path):
     return name == "synthetic"
 
 
+def guess_dataset(path):
+    """The data set a folder looks like (for error messages), or None."""
+    if os.path.isfile(os.path.join(path, "data_batch_1.bin")):
+        return "cifar10"
+    if os.path.isfile(os.path.join(path, "train.bin")):
+        return "cifar100"
+    if os.path.isdir(os.path.join(path, "train")):
+        return "imagefolder"
+    return None
+
+
 def resolve_val_split(name, data_path, val_split):
     """Turn ``auto`` into a concrete choice; check the choice fits the data set."""
     val_split = str(val_split).strip()
     if name not in DATASETS:
         raise DatasetError(f"unknown dataset '{name}'; choose one of {', '.join(DATASETS)}")
     if name == "synthetic":  # its validation images are generated apart from the training images
+        if data_path:
+            guess = guess_dataset(data_path)
+            raise DatasetError(f"data_path {data_path} is given but dataset=synthetic generates its images and "
+                               f"would ignore it; pass --dataset {guess or 'cifar10|cifar100|imagefolder'}"
+                               + (f" (the folder looks like {guess})" if guess else ""))
+        if val_split not in ("auto", "test", "none"):
+            raise DatasetError(f"val_split={val_split!r}: the synthetic data set has its own generated validation "
+                               f"set; use auto (or test) or none")
         return "none" if val_split == "none" else "test"
     if val_split == "auto":
         if _has_test_split(name, data_path):
@@ -343,3 +374,18 @@ def epoch_iterator(dataset, seed, epoch, output_numpy=False):
 
     ds.config.set_seed(epoch_seed(seed, epoch))
     return dataset.create_tuple_iterator(num_epochs=1, output_numpy=output_numpy)
+
+
+def checked(batches, what):
+    """Yield from ``batches``, turning the dataset engine's failure on one file (a corrupt or empty image) into a
+    DatasetError that names the file; other errors pass unchanged."""
+    try:
+        yield from batches
+    except RuntimeError as exc:
+        found = re.search(r"map operation: \[(\w+)\] failed\. The corresponding data file is: (.+?)\. (.+?)\n",
+                          str(exc) + "\n")
+        if not found:
+            raise
+        op, path, reason = found.groups()
+        raise DatasetError(f"{what}: cannot read {path} ({op}: {reason.strip()}); the file is corrupt or empty: "
+                           f"replace or remove it") from None

@@ -3,13 +3,15 @@ import time
 
 import numpy as np
 
+from .data import checked
+
 
 def evaluate(net, dataset):
     """Returns {"top1", "top5" (percent), "num_samples", "seconds"}; ``net`` is put in eval mode."""
     net.set_train(False)
     correct1 = correct5 = seen = 0
     start = time.time()
-    for images, labels in dataset.create_tuple_iterator(num_epochs=1):
+    for images, labels in checked(dataset.create_tuple_iterator(num_epochs=1), "evaluation data"):
         logits = net(images).asnumpy()
         labels = labels.asnumpy()
         k = min(5, logits.shape[1])

@@ -69,6 +69,14 @@ def setup_logging(log_file=None, rank=0):
     return root
 
 
+def log_to_files(level, message):
+    """Write a record to the log files only (for an error the entry point also prints to the console)."""
+    record = logger.makeRecord(logger.name, level, __file__, 0, message, None, None)
+    for handler in logger.handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
+
+
 def init_context(device_target="CPU", mode="graph", seed=0, distribute=False):
     """Select device and execution mode, seed every generator, join the process group if asked.
 
@@ -76,7 +84,14 @@ def init_context(device_target="CPU", mode="graph", seed=0, distribute=False):
     """
     import mindspore as ms
 
-    ms.set_device(device_target)
+    try:
+        ms.set_device(device_target)
+    except RuntimeError as exc:
+        from .config import ConfigError
+
+        raise ConfigError(f"device_target={device_target} is not available in this MindSpore build "
+                          f"({str(exc).splitlines()[0][:160]}); install the MindSpore build for {device_target} "
+                          f"or use --device_target CPU") from None
     ms.set_context(mode=ms.GRAPH_MODE if mode == "graph" else ms.PYNATIVE_MODE)
     rank, group_size = 0, 1
     if distribute:

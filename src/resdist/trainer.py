@@ -14,9 +14,11 @@ import numpy as np
 from mindspore import nn, ops
 
 from . import checkpoint as ckpt_io
-from .build import build_dataset, build_network, write_json
+from .build import build_dataset, build_network, identity, write_json
 from .config import ConfigError
-from .data import check_dataset, dataset_num_classes, epoch_iterator
+from .data import check_dataset, checked, dataset_num_classes, epoch_iterator
+from . import runtime
+from .errors import TrainingError
 from .distill import KnowledgeDistillation, eta_at
 from .evaluate import evaluate
 from .losses import CrossEntropyObjective
@@ -52,6 +54,11 @@ def check_inputs(cfg):
     the data set's files, and for distillation the teacher checkpoint and the RD settings."""
     check_procedure(cfg)
     check_dataset(cfg.dataset, cfg.data_path, cfg.val_split)
+    if cfg.resume:  # a refused resume must leave the run folder exactly as it was
+        cfg.resume = resume_path(cfg)
+        state = ckpt_io.read(cfg.resume, "resume checkpoint")
+        ckpt_io.check_identity(state, "resume checkpoint", cfg.resume,
+                               {**identity(cfg, cfg.arch), "procedure": cfg.procedure})
     if cfg.procedure in DISTILLATION:
         num_classes = cfg.num_classes or dataset_num_classes(cfg.dataset, cfg.data_path)
         build_objective(cfg, build_network(cfg, cfg.arch, num_classes), num_classes)
@@ -67,7 +74,7 @@ def load_teacher(cfg, num_classes):
                           f"(train one with --procedure teacher --arch {arch})")
     teacher = build_network(cfg, arch, num_classes)
     state = ckpt_io.read(cfg.teacher_ckpt, "teacher checkpoint")
-    ckpt_io.load_network(teacher, state, "teacher checkpoint", cfg.teacher_ckpt, arch)
+    ckpt_io.load_network(teacher, state, "teacher checkpoint", cfg.teacher_ckpt, arch, identity(cfg, arch))
     return teacher
 
 
@@ -112,7 +119,17 @@ def make_train_step(objective, optimizer, loss_scale=1.0, distributed=False, com
     return ms.jit(step, jit_level=jit_level) if jit_level else ms.jit(step)
 
 
+def resume_path(cfg):
+    """The checkpoint ``resume`` names: ``auto`` is the output folder's last.ckpt."""
+    if cfg.resume != "auto":
+        return cfg.resume
+    if not cfg.output_dir:
+        raise ConfigError("resume=auto needs the output_dir of the run to continue")
+    return os.path.join(cfg.output_dir, "last.ckpt")
+
+
 def prepare_output_dir(cfg, rank):
+    """Create (or, resuming, reuse) the run folder; refuse to overwrite a run; clear interrupted writes."""
     if not cfg.output_dir:
         if cfg.distribute:
             raise ConfigError("distribute=true needs an explicit output_dir shared by all ranks")
@@ -124,10 +141,17 @@ def prepare_output_dir(cfg, rank):
     if not cfg.resume and os.path.exists(last):
         raise ConfigError(f"output_dir {cfg.output_dir} already holds a run ({last}); pass --resume auto to "
                           f"continue it, or choose another --output_dir")
-    if cfg.resume == "auto":
-        cfg.resume = last
+    cfg.resume = resume_path(cfg) if cfg.resume else ""
+    if os.path.exists(cfg.output_dir) and not os.path.isdir(cfg.output_dir):
+        raise ConfigError(f"output_dir {cfg.output_dir} exists and is not a folder; choose another --output_dir")
     if rank == 0:
-        os.makedirs(cfg.output_dir, exist_ok=True)
+        try:
+            os.makedirs(cfg.output_dir, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"cannot create output_dir {cfg.output_dir} ({exc.strerror or exc}); choose a "
+                              f"writable --output_dir") from None
+        return ckpt_io.remove_partial_files(cfg.output_dir)
+    return []
 
 
 def train(cfg, rank=0, group_size=1):
@@ -173,7 +197,8 @@ def train(cfg, rank=0, group_size=1):
     start_epoch, best_acc, history = 0, -1.0, []
     if cfg.resume:
         state = ckpt_io.read(cfg.resume, "resume checkpoint")
-        ckpt_io.load_network(deployable, state, "resume checkpoint", cfg.resume, cfg.arch)
+        ckpt_io.load_network(deployable, state, "resume checkpoint", cfg.resume, cfg.arch,
+                             {**identity(cfg, cfg.arch), "procedure": cfg.procedure})
         ckpt_io.load_extra_state(objective.extra_state(), state, cfg.resume)
         ckpt_io.load_optimizer(optimizer, objective, state, cfg.resume)
         start_epoch = int(ckpt_io.meta_value(state, "epoch", 0))
@@ -185,7 +210,8 @@ def train(cfg, rank=0, group_size=1):
 
     train_step = make_train_step(objective, optimizer, cfg.loss_scale, group_size > 1, cfg.mode == "graph")
     manager = ckpt_io.CheckpointManager(cfg.output_dir, cfg.keep_checkpoint_max)
-    meta = {"arch": cfg.arch, "procedure": cfg.procedure, "num_classes": num_classes, "dataset": cfg.dataset}
+    meta = {**identity(cfg, cfg.arch), "procedure": cfg.procedure, "num_classes": num_classes,
+            "dataset": cfg.dataset}
     names = objective.term_names
     images_per_step = cfg.batch_size * group_size
 
@@ -201,12 +227,11 @@ def train(cfg, rank=0, group_size=1):
         loss_sum, correct, seen = 0.0, 0, 0
         term_sums = np.zeros(len(names))
         iterator = epoch_iterator(train_ds, cfg.seed, epoch)
-        for step, (images, labels) in enumerate(iterator, 1):
+        for step, (images, labels) in enumerate(checked(iterator, "training data"), 1):
             loss, n_correct, terms = train_step(images, labels)
             loss = float(loss.asnumpy())
             if not np.isfinite(loss):
-                raise FloatingPointError(f"loss became {loss} at epoch {epoch + 1} step {step}; lower --lr or "
-                                         f"check the data")
+                raise diverged(cfg, f"the loss became {loss}", epoch + 1, step, manager)
             term_values = [float(t.asnumpy()) for t in terms]
             loss_sum += loss
             term_sums += term_values
@@ -241,13 +266,27 @@ def train(cfg, rank=0, group_size=1):
                     f", val top-1 {record['val_top1']:.2f}% top-5 {record['val_top5']:.2f}%" if val_ds else "",
                     record["train_images_per_s"])
         history.append(record)
+        state = {**ckpt_io.network_params(deployable), **ckpt_io.optimizer_params(optimizer, objective),
+                 **{ckpt_io.TRAIN_STATE_PREFIX + n: p for n, p in objective.extra_state().items()}}
+        bad = [n for n, p in state.items() if not np.isfinite(p.asnumpy()).all()]
+        if bad:  # never save non-finite weights over a good checkpoint
+            raise diverged(cfg, f"{len(bad)} parameters became non-finite ({', '.join(bad[:3])}"
+                                f"{', ...' if len(bad) > 3 else ''})", epoch + 1, step, manager)
         if rank == 0:
-            state = {**ckpt_io.network_params(deployable), **ckpt_io.optimizer_params(optimizer, objective),
-                     **{ckpt_io.TRAIN_STATE_PREFIX + n: p for n, p in objective.extra_state().items()}}
             manager.save_epoch(epoch + 1, state, deployable_params(deployable),
                                {**meta, "epoch": epoch + 1, "best_acc": best_acc}, is_best)
             write_json(os.path.join(cfg.output_dir, "metrics.json"), _merge_history(cfg.output_dir, history))
     return history
+
+
+def diverged(cfg, what, epoch, step, manager):
+    """The error that stops a run whose loss or weights became non-finite; also written to train.log."""
+    kept = (f"the last good checkpoint {manager.last} (epoch {epoch - 1}) is kept" if os.path.isfile(manager.last)
+            and epoch > 1 else "no checkpoint had been written yet")
+    message = (f"training diverged at epoch {epoch} step {step}: {what}. Lower --lr (now {cfg.lr:g}) or add "
+               f"--warmup_epochs, and check the data; nothing was saved from this epoch, {kept}")
+    runtime.log_to_files(logging.ERROR, message)  # the console gets it once, from the entry point
+    return TrainingError(message)
 
 
 def _merge_history(output_dir, history):

@@ -1,0 +1,238 @@
+"""Bad input and faults: one readable error line, exit status 2, nothing half-written, no result overwritten.
+Each case here is a row of README's "Bad input" table."""
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import eval as eval_script
+import train as train_script
+from conftest import ROOT
+from resdist import checkpoint as ckpt_io
+
+TINY = ["--arch", "resnet20", "--synthetic_train_size", "128", "--synthetic_val_size", "32", "--batch_size", "32",
+        "--log_interval", "2", "--lr", "0.05", "--keep_checkpoint_max", "0"]
+
+
+def _tree(folder):
+    """{relative path: file bytes} of a folder, to show that a refused command changed nothing."""
+    out = {}
+    for base, _, files in os.walk(folder):
+        for f in files:
+            path = os.path.join(base, f)
+            out[os.path.relpath(path, folder)] = open(path, "rb").read()
+    return out
+
+
+@pytest.fixture(scope="module")
+def one_epoch_run(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("good") / "run")
+    assert train_script.main(TINY + ["--epochs", "1", "--output_dir", out]) == 0
+    return out
+
+
+# --- a run that diverges ----------------------------------------------------------------------------------------
+
+def test_divergence_in_the_first_epoch_saves_nothing(tmp_path, capsys):
+    out = tmp_path / "diverged"
+    assert train_script.main(TINY + ["--lr", "1e6", "--max_steps_per_epoch", "4", "--output_dir", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: training diverged at epoch 1 step") and "\n" not in err
+    assert "Lower --lr (now 1e+06)" in err and "no checkpoint had been written yet" in err
+    assert not [f for f in os.listdir(out) if f.endswith(".ckpt")]
+    assert "training diverged at epoch 1" in (out / "train.log").read_text()
+
+
+def test_divergence_later_keeps_the_last_good_checkpoint(one_epoch_run, tmp_path, capsys):
+    run = str(tmp_path / "run")
+    shutil.copytree(one_epoch_run, run)
+    good = open(os.path.join(run, "last.ckpt"), "rb").read()
+    best = open(os.path.join(run, "best.ckpt"), "rb").read()
+    assert train_script.main(TINY + ["--epochs", "3", "--lr", "1e6", "--output_dir", run, "--resume", "auto"]) == 2
+    err = capsys.readouterr().err
+    assert "training diverged at epoch 2" in err and f"{run}/last.ckpt (epoch 1) is kept" in err
+    assert open(os.path.join(run, "last.ckpt"), "rb").read() == good
+    assert open(os.path.join(run, "best.ckpt"), "rb").read() == best
+    state = ckpt_io.read(os.path.join(run, "last.ckpt"))
+    assert all(np.isfinite(v.asnumpy()).all() for k, v in state.items() if not isinstance(v, str))
+
+
+# --- checkpoints of another network -------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def keep_downsample_plain20(tmp_path_factory):
+    """A plain20 (keep_downsample) checkpoint: exactly the parameter names and shapes of a resnet20."""
+    from resdist.models import create_model
+
+    path = str(tmp_path_factory.mktemp("kd") / "plain20_kd.ckpt")
+    net = create_model("plain20", num_classes=10, plain_variant="keep_downsample")
+    ckpt_io.save(path, ckpt_io.network_params(net), ckpt_io.network_identity("plain20", "keep_downsample"))
+    assert set(ckpt_io.network_params(net)) == set(ckpt_io.network_params(create_model("resnet20", num_classes=10)))
+    return path
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--arch", "resnet20"], "was saved from arch 'plain20', not 'resnet20'"),
+    (["--arch", "plain20", "--plain_variant", "full"], "was saved from plain_variant 'keep_downsample', not 'full'"),
+])
+def test_eval_refuses_a_checkpoint_recorded_as_another_network(keep_downsample_plain20, tmp_path, capsys, argv,
+                                                               message):
+    out = tmp_path / "eval.json"
+    assert eval_script.main(argv + ["--ckpt_file", keep_downsample_plain20, "--synthetic_val_size", "32",
+                                    "--output_json", str(out)]) == 2
+    assert message in capsys.readouterr().err and not out.exists()
+
+
+def test_rd_refuses_a_plain_network_as_teacher(keep_downsample_plain20, tmp_path, capsys):
+    out = tmp_path / "never"
+    assert train_script.main(["--arch", "plain20", "--procedure", "rd", "--teacher_ckpt", keep_downsample_plain20,
+                              "--output_dir", str(out)]) == 2
+    assert "teacher checkpoint" in capsys.readouterr().err and not out.exists()
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--arch", "resnet32"], "was saved from arch 'resnet20', not 'resnet32'"),
+    (["--arch", "plain20", "--procedure", "plain"], "was saved from arch 'resnet20', not 'plain20'"),
+])
+def test_a_refused_resume_leaves_the_run_as_it_was(one_epoch_run, tmp_path, capsys, argv, message):
+    run = str(tmp_path / "run")
+    shutil.copytree(one_epoch_run, run)
+    before = _tree(run)
+    assert train_script.main(TINY + argv + ["--epochs", "2", "--output_dir", run, "--resume", "auto"]) == 2
+    assert message in capsys.readouterr().err
+    assert _tree(run) == before
+
+
+def test_unfinished_writes_are_removed_on_resume_and_never_read(one_epoch_run, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(one_epoch_run, run)
+    partial = [run / "last.ckpt.4242.partial.ckpt", run / "last.ckpt.4242.partial.tmp", run / "metrics.json.1.partial"]
+    for p in partial:
+        p.write_bytes(b"half a file")
+    with pytest.raises(ckpt_io.CheckpointError, match="unfinished write"):
+        ckpt_io.read(str(partial[0]))
+    assert train_script.main(TINY + ["--epochs", "2", "--output_dir", str(run), "--resume", "auto"]) == 0
+    assert not any(p.exists() for p in partial)
+    assert "removed unfinished writes of an interrupted run: last.ckpt.4242.partial.ckpt" in \
+        (run / "train.log").read_text()
+
+
+def test_empty_checkpoint_is_named_plainly(tmp_path):
+    empty = tmp_path / "empty.ckpt"
+    empty.write_bytes(b"")
+    with pytest.raises(ckpt_io.CheckpointError) as exc:
+        ckpt_io.read(str(empty))
+    assert "is empty (0 bytes)" in str(exc.value) and "filter_prefix" not in str(exc.value)
+
+
+# --- bad values and paths: one line, exit 2, no run folder --------------------------------------------------------
+
+@pytest.mark.parametrize("argv,message", [
+    (["--lr", "inf"], "lr: 'inf' is not a finite number"),
+    (["--weight_decay", "inf"], "weight_decay: 'inf' is not a finite number"),
+    (["--seed", "4294967296"], "seed=4294967296 (from command line) must be between 0 and 4294967295"),
+    (["--seed", "-3"], "must be between 0 and 4294967295"),
+    (["--val_split", "1.5"], "the synthetic data set has its own generated validation set"),
+    (["--lrr", "0.1"], "unknown argument '--lrr' (did you mean '--lr'?)"),
+    (["--resume", "/nonexistent/last.ckpt"], "resume checkpoint /nonexistent/last.ckpt does not exist"),
+])
+def test_bad_values_fail_with_one_line_and_leave_nothing(tmp_path, capsys, argv, message):
+    out = tmp_path / "never"
+    assert train_script.main(TINY + argv + ["--output_dir", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and err.count("\n") == 0
+    assert not out.exists()
+
+
+def test_data_path_with_the_synthetic_data_set_is_an_error(tmp_path, capsys):
+    (tmp_path / "data" / "train" / "cat").mkdir(parents=True)
+    assert train_script.main(["--data_path", str(tmp_path / "data"), "--output_dir", str(tmp_path / "never")]) == 2
+    err = capsys.readouterr().err
+    assert "dataset=synthetic generates its images and would ignore it" in err
+    assert "--dataset imagefolder (the folder looks like imagefolder)" in err
+    assert not (tmp_path / "never").exists()
+
+
+def test_duplicate_yaml_keys_are_refused(tmp_path, capsys):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("lr: 0.1\nepochs: 2\nlr: 0.2\n")
+    assert train_script.main(["--config", str(recipe), "--output_dir", str(tmp_path / "never")]) == 2
+    assert "key 'lr' is given twice (line 3)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", ["proc", "file"])
+def test_output_dir_that_cannot_be_created(tmp_path, capsys, kind):
+    if kind == "proc":
+        target = "/proc/resdist_cannot_be_here"
+        message = "cannot create output_dir /proc/resdist_cannot_be_here"
+    else:
+        target = str(tmp_path / "a_file")
+        open(target, "w").write("not a folder")
+        message = "exists and is not a folder"
+    assert train_script.main(TINY + ["--output_dir", target]) == 2
+    assert message in capsys.readouterr().err
+
+
+def _run(args, shell_prefix=""):
+    """Run train.py in a child process (for faults that need a process of their own)."""
+    cmd = f"{shell_prefix} exec {sys.executable} train.py " + " ".join(args)
+    return subprocess.run(["bash", "-c", cmd], cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def test_a_device_this_build_lacks(tmp_path):
+    result = _run(TINY + ["--device_target", "GPU", "--output_dir", str(tmp_path / "never")])
+    assert result.returncode == 2, result.stderr[-2000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: device_target=GPU is not available in this MindSpore build")
+    assert "Traceback" not in result.stderr and not (tmp_path / "never").exists()
+
+
+def test_a_full_disk_leaves_no_partial_checkpoint(tmp_path):
+    """ulimit -f: the first checkpoint (~2 MB of training state) cannot be written."""
+    out = tmp_path / "run"
+    result = _run(TINY + ["--epochs", "1", "--max_steps_per_epoch", "2", "--output_dir", str(out)], "ulimit -f 400;")
+    assert result.returncode == 2, result.stderr[-2000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: could not write checkpoint") and "nothing was written under that name" in last
+    assert "Traceback" not in result.stderr
+    assert not [f for f in os.listdir(out) if f.endswith(".ckpt") or ".partial" in f]
+
+
+# --- broken data files --------------------------------------------------------------------------------------------
+
+def test_cifar_label_out_of_range_names_file_and_label(tmp_path, capsys):
+    from resdist.data import CIFAR10_RECORD
+
+    records = np.zeros((10000, CIFAR10_RECORD), np.uint8)
+    records[:, 0] = np.arange(10000) % 10
+    records[17, 0] = 12
+    (tmp_path / "cifar").mkdir()
+    records.tofile(tmp_path / "cifar" / "data_batch_1.bin")
+    assert train_script.main(["--dataset", "cifar10", "--data_path", str(tmp_path / "cifar"),
+                              "--output_dir", str(tmp_path / "never")]) == 2
+    err = capsys.readouterr().err
+    assert "data_batch_1.bin record 17 has label 12, but labels go from 0 to 9" in err
+
+
+@pytest.mark.parametrize("broken", [b"", b"this is not an image"])
+def test_a_corrupt_image_is_named(tmp_path, capsys, broken):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for cls in ("a", "b"):
+        (tmp_path / "data" / "train" / cls).mkdir(parents=True)
+        for i in range(4):
+            Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(
+                tmp_path / "data" / "train" / cls / f"{i}.jpg")
+    bad = tmp_path / "data" / "train" / "b" / "broken.jpg"
+    bad.write_bytes(broken)
+    code = train_script.main(["--arch", "plain20", "--procedure", "plain", "--dataset", "imagefolder",
+                              "--data_path", str(tmp_path / "data"), "--image_size", "32", "--batch_size", "3",
+                              "--val_split", "none", "--epochs", "1", "--num_parallel_workers", "1",
+                              "--output_dir", str(tmp_path / "run")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert f"training data: cannot read {bad}" in err and "corrupt or empty" in err
