@@ -7,7 +7,6 @@ import pytest
 
 import eval as eval_script
 import train as train_script
-from conftest import CIFAR10_DIR
 from resdist import checkpoint as ckpt_io
 
 TINY = ["--arch", "resnet20", "--synthetic_train_size", "512", "--synthetic_val_size", "64", "--batch_size", "32",
@@ -81,10 +80,11 @@ def test_eval_rejects_a_checkpoint_of_another_architecture(trained_run, tmp_path
     (["--arch", "resnet21"], "unknown arch 'resnet21'; known: plain110"),
     (["--arch", "plain20", "--procedure", "teacher"], "procedure=teacher trains a residual network"),
     (["--dataset", "cifar10", "--data_path", "/nonexistent/cifar"], "data_path /nonexistent/cifar is not a directory"),
-    (["--dataset", "cifar10", "--data_path", CIFAR10_DIR, "--val_split", "test"], "no official test split"),
+    (["--dataset", "cifar10", "--data_path", "MADE_CIFAR10", "--val_split", "test"], "no official test split"),
     (["--lr", "0"], "lr=0.0 (from command line) must be > 0"),
 ])
-def test_bad_input_fails_before_writing_anything(tmp_path, capsys, argv, message):
+def test_bad_input_fails_before_writing_anything(made_cifar10, tmp_path, capsys, argv, message):
+    argv = [made_cifar10 if a == "MADE_CIFAR10" else a for a in argv]
     out = tmp_path / "never"
     assert train_script.main(argv + ["--output_dir", str(out)]) == 2
     assert message in capsys.readouterr().err
@@ -156,12 +156,10 @@ def test_bad_teacher_fails_before_training(tmp_path, capsys, teacher, message):
     assert not out.exists()
 
 
-def test_training_on_a_real_image_folder(tmp_path):
-    from conftest import JPEG_DIR
-
+def test_training_on_an_image_folder(jpeg_dir, tmp_path):
     out = str(tmp_path / "folder")
     assert train_script.main(["--arch", "plain20", "--procedure", "plain", "--dataset", "imagefolder",
-                              "--data_path", JPEG_DIR, "--image_size", "32", "--batch_size", "50", "--epochs", "1",
+                              "--data_path", jpeg_dir, "--image_size", "32", "--batch_size", "50", "--epochs", "1",
                               "--max_steps_per_epoch", "3", "--output_dir", out]) == 0
     log = open(os.path.join(out, "train.log")).read()
     assert "data: imagefolder" in log and "500 images (train)" in log and "100 images (val/ folder)" in log
@@ -191,3 +189,28 @@ def test_resume_gives_the_uninterrupted_runs_weights(tmp_path):
     losses = [m["train_loss"] for m in json.load(open(os.path.join(whole, "metrics.json")))["epochs"]]
     assert [m["train_loss"] for m in json.load(open(os.path.join(split, "metrics.json")))["epochs"]] == \
         pytest.approx(losses, rel=1e-5)
+
+
+def test_demo_runs_teacher_rd_student_and_plain_student(tmp_path, capsys):
+    """`python train.py` without arguments is this demo (with the default sizes); here at a tiny size."""
+    out = tmp_path / "demo"
+    assert train_script.main(["--demo", "true", "--epochs", "1", "--synthetic_train_size", "64",
+                              "--synthetic_val_size", "32", "--batch_size", "32", "--output_dir", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "=== demo summary" in printed
+    for line in ("ResNet-20 teacher (with shortcuts)", "plain-20 + Residual Distillation", "plain-20 alone"):
+        assert line in printed
+    assert "mixed_ce" in printed and f"python eval.py --arch plain20 --ckpt_file {out}/rd_student/best.ckpt" in printed
+    for run in ("teacher", "rd_student", "plain_alone"):
+        assert (out / run / "best.ckpt").is_file()
+    assert "procedure=rd" in (out / "rd_student" / "train.log").read_text()
+    result = str(tmp_path / "eval.json")  # the RD student is a bare plain-20
+    assert eval_script.main(["--arch", "plain20", "--synthetic_val_size", "32", "--ckpt_file",
+                             str(out / "rd_student" / "best.ckpt"), "--output_json", result]) == 0
+
+
+def test_no_arguments_means_the_demo(monkeypatch):
+    seen = {}
+    monkeypatch.setattr(train_script.cli, "run_entry_point", lambda scope, doc, body, argv: seen.update(argv=argv))
+    train_script.main([])
+    assert seen["argv"] == ["--demo", "true"]

@@ -76,6 +76,9 @@ PROCEDURES = ("teacher", "plain", "kd", "fd", "rd")
 
 OPTIONS = [
     # what to train
+    Option("demo", False, "run the Residual Distillation demo (what `python train.py` without arguments does): a "
+           "ResNet-20 teacher, its plain-20 RD student and the plain-20 alone on synthetic data, then a summary; "
+           "other keys (epochs, synthetic_train_size, output_dir, ...) apply to all three runs", scope="train"),
     Option("arch", "resnet20", "network to train (the student for distillation procedures); "
            "see `--list_models`"),
     Option("procedure", "teacher", "teacher: train a ResNet alone; plain: a plain network alone; kd: Hinton "
@@ -114,7 +117,7 @@ OPTIONS = [
     Option("num_parallel_workers", 2, "dataset engine workers for decoding and augmentation", check=_positive),
     Option("train_subset", 0, "train on a fixed subset of this many training images (the same images whatever "
            "the seed; 0: all), e.g. for short studies", check=_non_negative),
-    Option("synthetic_train_size", 2560, "synthetic data set: training images", check=_positive),
+    Option("synthetic_train_size", 2048, "synthetic data set: training images", check=_positive),
     Option("synthetic_val_size", 512, "synthetic data set: validation images", check=_positive),
     # device and run
     Option("device_target", "CPU", "CPU, GPU or Ascend", choices=DEVICES),

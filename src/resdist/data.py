@@ -167,7 +167,7 @@ class SyntheticImages:
         label = index % self.num_classes
         noise = np.random.default_rng(index).uniform(0, 255, size=(32, 32, 3))
         image = 0.35 * self.templates[label] + 0.65 * noise
-        return image.astype(np.uint8), np.int32(label)
+        return image.astype(np.uint8), np.array(label, np.int32)  # a 0-d array: numpy 2 refuses a scalar here
 
 
 def _synthetic(num_train, num_val, num_classes, test):

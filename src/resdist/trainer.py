@@ -299,3 +299,31 @@ def _merge_history(output_dir, history):
     epochs = {r["epoch"]: r for r in old}
     epochs.update({r["epoch"]: r for r in history})
     return {"epochs": [epochs[e] for e in sorted(epochs)]}
+
+
+def run_job(cfg, cpu_note=""):
+    """One training job as ``train.py`` runs it: inputs checked before anything is written, the process
+    context, the run folder, logging, config.yaml, training. Returns the epoch metrics."""
+    import yaml
+
+    check_inputs(cfg)  # bad input fails before anything is written
+    rank, group_size = runtime.init_context(cfg.device_target, cfg.mode, cfg.seed, cfg.distribute)
+    removed = prepare_output_dir(cfg, rank)
+    log_name = "train.log" if group_size == 1 else f"train_rank{rank}.log"
+    runtime.setup_logging(os.path.join(cfg.output_dir, log_name), rank)
+    if cpu_note:
+        logger.info("CPU runtime: %s", cpu_note)
+    if removed:
+        logger.info("removed unfinished writes of an interrupted run: %s", ", ".join(removed))
+    if cfg.dataset == "synthetic":
+        logger.info("DEMO: training on generated synthetic images (learnable class patterns), not real data. "
+                    "For real training pass --config configs/<recipe>.yaml --data_path DIR")
+    logger.info("config: %s", " ".join(f"{k}={v}" for k, v in sorted(cfg.items())))
+    if rank == 0:
+        with open(os.path.join(cfg.output_dir, "config.yaml"), "w", encoding="utf-8") as f:
+            yaml.safe_dump(dict(cfg), f, sort_keys=True)
+    history = train(cfg, rank, group_size)
+    if history:
+        logger.info("finished: %s; checkpoints and metrics.json in %s",
+                    ", ".join(f"{k} {v:.4g}" for k, v in history[-1].items() if k != "epoch"), cfg.output_dir)
+    return history
