@@ -273,3 +273,20 @@ def test_released_code_variants():
     joint.set_train(False)
     student.set_train(False)
     assert float(joint(images, labels)[0].asnumpy()) == pytest.approx(0.25 * (0.8 * mixed_ce + ce), rel=1e-5)
+
+    # "joint" with lambda > 0: each mixed path's feature passes a connector of its own before its D_k
+    joint_fd = ResidualDistillation(student, teacher, fd_lambda=0.001, variant="joint")
+    assert len(joint_fd.path_connectors) == len(joint_fd.injection_points) == 2
+    assert {n.split(".")[0] for n in joint_fd.extra_state()} == {"connector", "path_connectors"}
+    joint_fd.set_eta(0.8)
+    joint_fd.set_train(False)
+    student.set_train(False)
+    loss, _, (ce_j, mixed_j, fd_j) = joint_fd(images, labels)
+    stage_outputs, _ = student.stage_outputs_and_preact(images)
+    _, teacher_preact = teacher.stage_outputs_and_preact(images)
+    mixed_fd = sum(float(partial_l2(joint_fd.path_connectors[i](teacher.preact_from_stage(stage_outputs[k - 1], k)),
+                                    teacher_preact, joint_fd.margin).asnumpy())
+                   for i, k in enumerate(joint_fd.injection_points))
+    ce_j, mixed_j, fd_j = (float(t.asnumpy()) for t in (ce_j, mixed_j, fd_j))
+    assert float(loss.asnumpy()) == pytest.approx(0.25 * (0.8 * mixed_j + ce_j) + 0.25 * 0.001 * (0.8 * mixed_fd + fd_j),
+                                                  rel=1e-5)

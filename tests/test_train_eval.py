@@ -214,3 +214,17 @@ def test_no_arguments_means_the_demo(monkeypatch):
     monkeypatch.setattr(train_script.cli, "run_entry_point", lambda scope, doc, body, argv: seen.update(argv=argv))
     train_script.main([])
     assert seen["argv"] == ["--demo", "true"]
+
+
+def test_metrics_summary_has_the_final_and_the_best_epoch(trained_run, tmp_path):
+    summary = json.load(open(os.path.join(trained_run, "metrics.json")))["summary"]
+    epochs = json.load(open(os.path.join(trained_run, "metrics.json")))["epochs"]
+    assert summary["final_epoch"] == 2 and summary["final_val_top1"] == epochs[-1]["val_top1"]
+    assert summary["best_val_top1"] == max(e["val_top1"] for e in epochs)
+    assert summary["best_is_optimistic"] is False  # generated validation set, not a test split
+    from resdist.trainer import _merge_history
+
+    merged = _merge_history(str(tmp_path), [{"epoch": 1, "val_top1": 50.0}, {"epoch": 2, "val_top1": 40.0}],
+                            "official test split (test_batch.bin)")
+    assert merged["summary"]["best_epoch"] == 1 and merged["summary"]["final_val_top1"] == 40.0
+    assert merged["summary"]["best_is_optimistic"] is True

@@ -145,10 +145,13 @@ OPTIONS = [
     Option("nesterov", True, "Nesterov momentum (as the paper's code)", scope="train"),
     Option("weight_decay", 5e-4, "L2 weight decay", check=_non_negative, scope="train"),
     Option("wd_exclude_bn_bias", False, "no weight decay on BatchNorm parameters and biases", scope="train"),
-    Option("amp_level", "O0", "mixed precision: O0 (fp32), O2 or O3 (Ascend/GPU; forced to O0 on CPU)",
+    Option("amp_level", "O0", "mixed precision of teacher and student alike: O0 (float32), O2 (float16, BatchNorm "
+           "float32) or O3 (all float16); losses always float32. Ascend/GPU; forced to O0 on CPU",
            choices=("O0", "O2", "O3"), scope="train"),
-    Option("loss_scale", 1.0, "static loss scale (1: off; 1024 is usual with O2/O3)", check=_positive,
-           scope="train"),
+    Option("loss_scale_type", "static", "static (a fixed loss_scale) or dynamic (start at loss_scale, halve and skip "
+           "the step on overflow, double after 1000 finite steps)", choices=("static", "dynamic"), scope="train"),
+    Option("loss_scale", 1.0, "loss scale (1: off; e.g. 1024 static, or 65536 as dynamic's start with O2/O3)",
+           check=_positive, scope="train"),
     # logging and checkpoints
     Option("log_interval", 20, "log loss, lr and images/s every N steps", check=_positive, scope="train"),
     Option("keep_checkpoint_max", 3, "per-epoch checkpoints to keep besides last.ckpt and best.ckpt",

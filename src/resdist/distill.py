@@ -7,6 +7,7 @@ import numpy as np
 from mindspore import Tensor, nn, ops
 
 from .models.resnet import conv
+from .precision import to_loss_dtype
 
 
 def freeze(teacher):
@@ -44,7 +45,9 @@ def bn_margin(gamma, beta):
 
 def partial_l2(source, target, margin):
     """Heo et al.'s loss: squared error to max(target, margin), skipping positions where the student is
-    already below a non-positive target; summed over C x H x W and averaged over the batch."""
+    already below a non-positive target; summed over C x H x W and averaged over the batch. Computed in float32
+    whatever the network's precision (a float16 sum over C x H x W overflows)."""
+    source, target = to_loss_dtype(source, target)
     target = ops.maximum(target, margin)
     mask = ops.logical_or(source > target, target > 0).astype(source.dtype)
     return (ops.square(source - target) * mask).sum() / source.shape[0]
@@ -86,8 +89,7 @@ class KnowledgeDistillation(nn.Cell):
         return {}
 
     def construct(self, images, labels):
-        logits = self.student(images)
-        teacher_logits = ops.stop_gradient(self.teacher(images))
+        logits, teacher_logits = to_loss_dtype(self.student(images), ops.stop_gradient(self.teacher(images)))
         t = self.temperature
         log_p_student = ops.log_softmax(logits / t, 1)
         log_p_teacher = ops.log_softmax(teacher_logits / t, 1)

@@ -3,6 +3,8 @@ a tuple of the loss's parts (named by ``term_names``) for the log, ``logits`` ar
 and ``deployable`` is the network that gets evaluated and saved."""
 from mindspore import nn
 
+from .precision import to_loss_dtype
+
 
 class CrossEntropyObjective(nn.Cell):
     """Plain supervised training of one network (procedures ``teacher`` and ``plain``)."""
@@ -21,6 +23,6 @@ class CrossEntropyObjective(nn.Cell):
         return {}
 
     def construct(self, images, labels):
-        logits = self.net(images)
+        logits = to_loss_dtype(self.net(images))
         ce = self.ce(logits, labels)
         return ce, logits, (ce,)

@@ -14,8 +14,9 @@ A frozen residual teacher and a trainable plain student sit in one Cell. For eac
 ``variant`` reproduces the authors' released code instead of the paper:
   "ta"    mixed paths are computed and logged but left out of the loss: CE + lambda * D.
   "joint" 1/4 * [eta * sum_k CE(z_k) + CE(z_S)] + 1/4 * lambda * [eta * sum_k D_k + D], D_k comparing the
-          mixed path's final pre-ReLU feature with the teacher's own (here the teacher stays frozen; their
-          code also trained it from scratch alongside).
+          mixed path's final pre-ReLU feature, through a connector of its own (1x1 conv + BN, as in their
+          code; trained, saved for --resume, never deployed), with the teacher's own. Here the teacher stays
+          frozen; their code also trained it from scratch alongside.
 With no injection points and lambda > 0 this is feature distillation alone (the ``fd`` baseline).
 Only the student is deployed.
 """
@@ -23,6 +24,7 @@ import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
 
 from .distill import Connector, freeze, margin_tensor, partial_l2
+from .precision import to_loss_dtype
 
 VARIANTS = ("paper", "ta", "joint")
 
@@ -49,6 +51,9 @@ class ResidualDistillation(nn.Cell):
         self.fd_lambda = float(fd_lambda)
         self.use_fd = self.fd_lambda > 0
         self.connector = Connector(student.num_features, teacher.num_features) if self.use_fd else None
+        joint_fd = variant == "joint" and self.use_fd
+        self.path_connectors = nn.CellList([Connector(teacher.num_features, teacher.num_features)
+                                            for _ in points]) if joint_fd else None
         self.margin = margin_tensor(teacher)
         self.eta = Parameter(Tensor(1.0, ms.float32), name="eta", requires_grad=False)  # set every epoch
         self.ce = nn.CrossEntropyLoss()
@@ -61,7 +66,10 @@ class ResidualDistillation(nn.Cell):
 
     def extra_state(self):
         """Trained parameters besides the student's (saved for --resume, never deployed)."""
-        return dict(self.connector.parameters_and_names("connector")) if self.use_fd else {}
+        state = dict(self.connector.parameters_and_names("connector")) if self.use_fd else {}
+        if self.path_connectors is not None:
+            state.update(self.path_connectors.parameters_and_names("path_connectors"))
+        return state
 
     def set_eta(self, value):
         self.eta.set_data(Tensor(value, ms.float32))
@@ -73,7 +81,7 @@ class ResidualDistillation(nn.Cell):
     def construct(self, images, labels):
         # 1. the student, once
         stage_outputs, student_preact = self.student.stage_outputs_and_preact(images)
-        logits = self.student.forward_head(self.relu(student_preact))
+        logits = to_loss_dtype(self.student.forward_head(self.relu(student_preact)))
         ce = self.ce(logits, labels)
 
         # the teacher's own final feature, only if feature distillation needs it
@@ -84,11 +92,11 @@ class ResidualDistillation(nn.Cell):
 
         # 2. mixed paths: student stages 1..k, then teacher stages k+1..S
         mixed_ce, mixed_fd = self.zero, self.zero
-        for k in self.injection_points:
+        for i, k in enumerate(self.injection_points):
             mixed_preact = self.teacher.preact_from_stage(stage_outputs[k - 1], k)
-            mixed_ce = mixed_ce + self.ce(self.teacher_logits(mixed_preact), labels)
-            if self.variant == "joint" and self.use_fd:
-                mixed_fd = mixed_fd + partial_l2(mixed_preact, teacher_preact, self.margin)
+            mixed_ce = mixed_ce + self.ce(to_loss_dtype(self.teacher_logits(mixed_preact)), labels)
+            if self.path_connectors is not None:
+                mixed_fd = mixed_fd + partial_l2(self.path_connectors[i](mixed_preact), teacher_preact, self.margin)
 
         # 3. feature distillation on the student's final feature
         fd = self.zero

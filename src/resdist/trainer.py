@@ -25,6 +25,7 @@ from .losses import CrossEntropyObjective
 from .models import is_model, list_models, teacher_of
 from .models.dirac import apply_dirac, deployable_params
 from .optim import create_optimizer, lr_per_step
+from .precision import apply_precision
 from .rd import ResidualDistillation
 
 logger = logging.getLogger("resdist")
@@ -92,12 +93,19 @@ def build_objective(cfg, net, num_classes):
         raise ConfigError(str(exc)) from None
 
 
-def make_train_step(objective, optimizer, loss_scale=1.0, distributed=False, compile_step=True, jit_level=None):
+def make_train_step(objective, optimizer, loss_scale=1.0, distributed=False, compile_step=True, jit_level=None,
+                    loss_scale_type="static"):
     """One optimisation step ``(images, labels) -> (loss, correct, terms)``: forward, backward through the
     objective, (all-reduce), SGD update. Gradients are taken w.r.t. the optimizer's parameters only, so
-    anything else in the objective (e.g. a frozen teacher) gets no weight gradients."""
+    anything else in the objective (e.g. a frozen teacher) gets no weight gradients.
+
+    Loss scaling (for float16, see ``precision``): ``static`` multiplies the loss by ``loss_scale`` and divides
+    the gradients back; ``dynamic`` starts at ``loss_scale``, skips the update of a step whose gradients
+    overflow and halves the scale, and doubles it after 1000 finite steps (MindSpore's DynamicLossScaler, as the
+    model zoo uses it). The dynamic scale restarts from ``loss_scale`` on --resume."""
     weights = optimizer.parameters
-    scaler = ms.amp.StaticLossScaler(loss_scale)
+    dynamic = loss_scale_type == "dynamic"
+    scaler = ms.amp.DynamicLossScaler(loss_scale, 2, 1000) if dynamic else ms.amp.StaticLossScaler(loss_scale)
 
     def forward(images, labels):
         loss, logits, terms = objective(images, labels)
@@ -110,9 +118,16 @@ def make_train_step(objective, optimizer, loss_scale=1.0, distributed=False, com
         (loss, logits, terms), grads = grad_fn(images, labels)
         if reducer is not None:
             grads = reducer(grads)
-        optimizer(scaler.unscale(grads))
+        grads, loss = scaler.unscale(grads), scaler.unscale(loss)  # before adjust() changes the scale
+        if dynamic:
+            finite = ms.amp.all_finite(grads)
+            if finite:
+                loss = ops.depend(loss, optimizer(grads))
+            scaler.adjust(finite)
+        else:
+            loss = ops.depend(loss, optimizer(grads))
         correct = (ops.argmax(logits, 1) == labels).astype(ms.int32).sum()
-        return scaler.unscale(loss), correct, terms
+        return loss, correct, terms
 
     if not compile_step:
         return step
@@ -178,9 +193,10 @@ def train(cfg, rank=0, group_size=1):
     net = build_network(cfg, cfg.arch, num_classes)
     if cfg.dirac:
         apply_dirac(net)
+    objective = apply_precision(build_objective(cfg, net, num_classes), cfg.amp_level)
     if cfg.amp_level != "O0":
-        net = ms.amp.auto_mixed_precision(net, cfg.amp_level)
-    objective = build_objective(cfg, net, num_classes)
+        logger.info("mixed precision %s (teacher and student alike; losses in float32), %s loss scale %g",
+                    cfg.amp_level, cfg.loss_scale_type, cfg.loss_scale)
     deployable = objective.deployable
     trainable = {n: p for n, p in objective.parameters_and_names() if p.requires_grad}
     logger.info("network: %s, %.3fM parameters (%s); procedure %s", cfg.arch,
@@ -208,7 +224,8 @@ def train(cfg, rank=0, group_size=1):
             logger.info("nothing to do: the run already has %d of %d epochs", start_epoch, cfg.epochs)
             return history
 
-    train_step = make_train_step(objective, optimizer, cfg.loss_scale, group_size > 1, cfg.mode == "graph")
+    train_step = make_train_step(objective, optimizer, cfg.loss_scale, group_size > 1, cfg.mode == "graph",
+                                 loss_scale_type=cfg.loss_scale_type)
     manager = ckpt_io.CheckpointManager(cfg.output_dir, cfg.keep_checkpoint_max)
     meta = {**identity(cfg, cfg.arch), "procedure": cfg.procedure, "num_classes": num_classes,
             "dataset": cfg.dataset}
@@ -275,7 +292,16 @@ def train(cfg, rank=0, group_size=1):
         if rank == 0:
             manager.save_epoch(epoch + 1, state, deployable_params(deployable),
                                {**meta, "epoch": epoch + 1, "best_acc": best_acc}, is_best)
-            write_json(os.path.join(cfg.output_dir, "metrics.json"), _merge_history(cfg.output_dir, history))
+            write_json(os.path.join(cfg.output_dir, "metrics.json"),
+                       _merge_history(cfg.output_dir, history, val_info["split"] if val_info else None))
+    if history and val_ds is not None:
+        best = max(history, key=lambda r: r["val_top1"])
+        logger.info("final epoch %d: val top-1 %.2f%%; best %.2f%% at epoch %d (best.ckpt); validation: %s",
+                    history[-1]["epoch"], history[-1]["val_top1"], best["val_top1"], best["epoch"], val_info["split"])
+        if "official test split" in val_info["split"]:
+            logger.warning("best.ckpt was chosen by accuracy on the official test split, so its accuracy is an "
+                           "optimistic estimate; report the final epoch's (%.2f%%) or hold out a validation split "
+                           "(--val_split 0.1)", history[-1]["val_top1"])
     return history
 
 
@@ -289,8 +315,9 @@ def diverged(cfg, what, epoch, step, manager):
     return TrainingError(message)
 
 
-def _merge_history(output_dir, history):
-    """metrics.json keeps the epochs of earlier (resumed) sessions of the same run."""
+def _merge_history(output_dir, history, val_split=None):
+    """metrics.json keeps the epochs of earlier (resumed) sessions of the same run, and a summary: the final
+    epoch's validation accuracy beside the best one (which chose best.ckpt)."""
     path = os.path.join(output_dir, "metrics.json")
     old = []
     if os.path.isfile(path):
@@ -298,7 +325,14 @@ def _merge_history(output_dir, history):
             old = json.load(f).get("epochs", [])
     epochs = {r["epoch"]: r for r in old}
     epochs.update({r["epoch"]: r for r in history})
-    return {"epochs": [epochs[e] for e in sorted(epochs)]}
+    ordered = [epochs[e] for e in sorted(epochs)]
+    out = {"epochs": ordered}
+    if val_split and all("val_top1" in r for r in ordered):
+        best = max(ordered, key=lambda r: r["val_top1"])
+        out["summary"] = {"final_epoch": ordered[-1]["epoch"], "final_val_top1": ordered[-1]["val_top1"],
+                          "best_epoch": best["epoch"], "best_val_top1": best["val_top1"], "validation": val_split,
+                          "best_is_optimistic": "official test split" in val_split}
+    return out
 
 
 def run_job(cfg, cpu_note=""):

@@ -126,8 +126,9 @@ class ResNet(nn.Cell):
     """Stem -> stages -> head. ``residual=False`` builds the plain twin (see ``plain_variant``).
 
     plain_variant: ``full`` removes every shortcut (no projection convs either); ``keep_downsample`` keeps
-    the projection shortcut of blocks that change width/resolution and removes the identity ones, as the
-    RD authors' released code does.
+    the projection shortcut of the stride-2 blocks (first block of stages 2..S) and removes all others, as the
+    RD authors' released code does -- including ResNet-50's stage-1 projection (64->256 channels at stride 1),
+    which their code removes too.
     """
 
     def __init__(self, block, depths, widths, num_classes=1000, stem="imagenet", stem_width=None,
@@ -147,7 +148,7 @@ class ResNet(nn.Cell):
                 needs_projection = stride != 1 or in_ch != width * block.expansion
                 if residual:
                     shortcut = PROJECTION if needs_projection else IDENTITY
-                elif plain_variant == "keep_downsample" and needs_projection:
+                elif plain_variant == "keep_downsample" and stride != 1:
                     shortcut = PROJECTION
                 else:
                     shortcut = NO_SHORTCUT
