@@ -21,5 +21,9 @@ setup(
         "pyyaml>=5.4",
         "pillow>=9",
     ],
-    extras_require={"test": ["pytest>=7"]},
+    extras_require={
+        # onnxruntime: `eval.py --onnx` and the export checks (tested with 1.32.0)
+        "onnx": ["onnxruntime>=1.16"],
+        "test": ["pytest>=7", "onnxruntime>=1.16"],
+    },
 )

@@ -53,7 +53,7 @@ class Option:
     kind: object = None          # converter; inferred from the default when None
     choices: tuple = None
     check: object = None         # value -> error text or None
-    scope: str = "both"          # "train", "eval" or "both"
+    scope: str = "all"           # the entry points that take it: "all", or some of "train,eval,export"
 
     def convert(self, value):
         kind = self.kind or {bool: _bool, int: int, float: float, str: str}[type(self.default)]
@@ -108,17 +108,17 @@ OPTIONS = [
     # data
     Option("dataset", "synthetic", "cifar10, cifar100, imagefolder (train/ and val/ class folders) or synthetic "
            "(generated, for demos)", choices=("cifar10", "cifar100", "imagefolder", "synthetic")),
-    Option("data_path", "", "data set folder (CIFAR binary files or an image folder root)"),
+    Option("data_path", "", "data set folder (CIFAR binary files or an image folder root)", scope="train,eval"),
     Option("val_split", "auto", "where validation images come from: auto, test, none, data_batch_N (cifar10) or "
-           "a fraction such as 0.1 held out of the training set"),
+           "a fraction such as 0.1 held out of the training set", scope="train,eval"),
     Option("num_classes", 0, "number of classes; 0 takes it from the data set", check=_non_negative),
     Option("image_size", 224, "input size for image folders (CIFAR and synthetic are 32)", check=_positive),
-    Option("batch_size", 128, "images per step per device", check=_positive),
-    Option("num_parallel_workers", 2, "dataset engine workers for decoding and augmentation", check=_positive),
+    Option("batch_size", 128, "images per step per device", check=_positive, scope="train,eval"),
+    Option("num_parallel_workers", 2, "dataset engine workers for decoding and augmentation", check=_positive, scope="train,eval"),
     Option("train_subset", 0, "train on a fixed subset of this many training images (the same images whatever "
-           "the seed; 0: all), e.g. for short studies", check=_non_negative),
-    Option("synthetic_train_size", 2048, "synthetic data set: training images", check=_positive),
-    Option("synthetic_val_size", 512, "synthetic data set: validation images", check=_positive),
+           "the seed; 0: all), e.g. for short studies", check=_non_negative, scope="train,eval"),
+    Option("synthetic_train_size", 2048, "synthetic data set: training images", check=_positive, scope="train,eval"),
+    Option("synthetic_val_size", 512, "synthetic data set: validation images", check=_positive, scope="train,eval"),
     # device and run
     Option("device_target", "CPU", "CPU, GPU or Ascend", choices=DEVICES),
     Option("mode", "graph", "graph (compiled, fast) or pynative (eager, for debugging)",
@@ -157,8 +157,27 @@ OPTIONS = [
     Option("keep_checkpoint_max", 3, "per-epoch checkpoints to keep besides last.ckpt and best.ckpt",
            check=_non_negative, scope="train"),
     # evaluation
-    Option("ckpt_file", "", "checkpoint to evaluate", scope="eval"),
+    Option("ckpt_file", "", "checkpoint to evaluate (eval.py) or export (export.py)", scope="eval,export"),
+    Option("mindir", "", "eval.py: evaluate this exported MindIR file (MindSpore) instead of a checkpoint",
+           scope="eval"),
+    Option("onnx", "", "eval.py: evaluate this exported ONNX file (onnxruntime) instead of a checkpoint",
+           scope="eval"),
     Option("output_json", "", "where eval writes its JSON; empty: beside the checkpoint", scope="eval"),
+]
+OPTIONS += [
+    # export (export.py): model-zoo flags
+    Option("file_name", "", "export: output path without suffix (.mindir/.onnx/.air is added); default "
+           "<arch> beside the checkpoint", scope="export"),
+    Option("file_format", "MINDIR", "export: MINDIR (MindSpore, MindSpore Lite), ONNX (onnxruntime; Ascend ATC "
+           "--framework=5) or AIR (Ascend only; ATC --framework=1)", choices=("MINDIR", "ONNX", "AIR"),
+           scope="export"),
+    Option("batch_size", 1, "export: batch dimension of the exported input", check=_positive, scope="export"),
+    Option("height", 0, "export: input height (0: 32 for CIFAR-sized data, else image_size)", check=_non_negative,
+           scope="export"),
+    Option("width", 0, "export: input width (0: as height)", check=_non_negative, scope="export"),
+    Option("fold_bn", True, "export: fold BatchNorm into the preceding convolutions (the deployed graph is conv+bias, "
+           "ReLU, pooling, dense)", scope="export"),
+    Option("overwrite", False, "export: replace an existing output file", scope="export"),
 ]
 ALIASES = {"epoch_size": "epochs"}
 
@@ -177,7 +196,7 @@ class Config(dict):
 
 
 def options_for(scope):
-    return [o for o in OPTIONS if o.scope in ("both", scope)]
+    return [o for o in OPTIONS if o.scope == "all" or scope in o.scope.split(",")]
 
 
 def _validate(option, value, source):

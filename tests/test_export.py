@@ -1,0 +1,160 @@
+"""Export: BatchNorm folding, MindIR and ONNX files loaded back by MindSpore and onnxruntime, the deployed graph's
+operators, eval.py on exported files, and bad input."""
+import json
+import os
+
+import mindspore as ms
+import numpy as np
+import pytest
+
+import eval as eval_script
+import export as export_script
+from resdist import checkpoint as ckpt_io
+from resdist.export import graph_ops, load_exported
+from resdist.fold import fold_batchnorm
+from resdist.models import create_model
+
+
+def _trained_looking(arch, seed=0, **kwargs):
+    """A network whose BatchNorms are not the identity (so folding has something to fold)."""
+    rng = np.random.default_rng(seed)
+    ms.set_seed(seed)
+    net = create_model(arch, num_classes=10, **kwargs)
+    for name, p in net.parameters_and_names():
+        if name.endswith(("moving_mean", "beta")):
+            p.set_data(ms.Tensor(rng.normal(0, 0.1, p.shape).astype(np.float32)))
+        elif name.endswith(("moving_variance", "gamma")):
+            p.set_data(ms.Tensor(rng.uniform(0.5, 1.5, p.shape).astype(np.float32)))
+    net.set_train(False)
+    return net
+
+
+def _save(net, path, arch, **identity):
+    ckpt_io.save(str(path), ckpt_io.network_params(net), ckpt_io.network_identity(arch, **identity))
+    return str(path)
+
+
+def _images(n=2, size=32):
+    return np.random.default_rng(1).standard_normal((n, 3, size, size)).astype(np.float32)
+
+
+@pytest.mark.parametrize("arch,kwargs,size", [("plain20", {}, 32), ("resnet20", {}, 32),
+                                               ("resnet18", {"stem": "imagenet"}, 64),
+                                               ("plain50", {"stem": "cifar", "plain_variant": "keep_downsample"}, 32)])
+def test_folding_batchnorm_keeps_the_logits(arch, kwargs, size):
+    net = _trained_looking(arch, **kwargs)
+    folded = fold_batchnorm(net)
+    x = ms.Tensor(_images(size=size))
+    np.testing.assert_allclose(folded(x).asnumpy(), net(x).asnumpy(), rtol=1e-4, atol=1e-4)
+    assert not [n for n, c in folded.cells_and_names() if isinstance(c, ms.nn.BatchNorm2d)]
+    assert any(isinstance(c, ms.nn.BatchNorm2d) for _, c in net.cells_and_names())  # the original is untouched
+
+
+@pytest.fixture(scope="module")
+def plain20_ckpt(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("export")
+    return _save(_trained_looking("plain20"), folder / "best.ckpt", "plain20", plain_variant="full"), folder
+
+
+@pytest.mark.parametrize("fmt,suffix,ops", [("MINDIR", ".mindir", ("Conv2D", "ReLU", "BatchNorm", "Add")),
+                                            ("ONNX", ".onnx", ("Conv", "Relu", "BatchNormalization", "Add"))])
+def test_exported_plain_student_is_conv_relu_only_and_matches_the_checkpoint(plain20_ckpt, tmp_path, capsys, fmt,
+                                                                             suffix, ops):
+    ckpt, _ = plain20_ckpt
+    out = str(tmp_path / "plain20")
+    assert export_script.main(["--ckpt_file", ckpt, "--arch", "plain20", "--file_name", out, "--file_format", fmt,
+                               "--dataset", "cifar10"]) == 0
+    printed = capsys.readouterr().out
+    assert f"to {out}{suffix}" in printed and "(OK)" in printed
+    path = out + suffix
+    assert sorted(os.listdir(tmp_path)) == [f"plain20{suffix}"]  # no temporary file left
+    conv, relu, batchnorm, add = ops
+    graph = graph_ops(path)
+    assert graph.count(conv) == 19 and graph.count(relu) == 19
+    assert graph.count(batchnorm) == 0 and graph.count(add) == 0  # no BN, no shortcut addition
+    net = create_model("plain20", num_classes=10)
+    ckpt_io.load_network(net, ckpt_io.read(ckpt), arch="plain20")
+    net.set_train(False)
+    predict, batch = load_exported(path)
+    assert batch == 1
+    x = _images(3)  # three images through a batch-1 graph
+    np.testing.assert_allclose(predict(x), net(ms.Tensor(x)).asnumpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_exported_resnet_has_one_addition_per_block(tmp_path):
+    ckpt = _save(_trained_looking("resnet20"), tmp_path / "r20.ckpt", "resnet20")
+    out = str(tmp_path / "r20")
+    assert export_script.main(["--ckpt_file", ckpt, "--arch", "resnet20", "--file_name", out,
+                               "--file_format", "ONNX", "--batch_size", "4", "--dataset", "cifar10"]) == 0
+    graph = graph_ops(out + ".onnx")
+    assert graph.count("Add") == 9 and graph.count("Conv") == 21 and graph.count("BatchNormalization") == 0
+    assert load_exported(out + ".onnx")[1] == 4
+
+
+def test_eval_of_exported_files_gives_the_checkpoints_accuracy(plain20_ckpt, cifar10_dir, tmp_path):
+    ckpt, folder = plain20_ckpt
+    files = {}
+    for fmt, flag in (("MINDIR", "--mindir"), ("ONNX", "--onnx")):
+        base = str(tmp_path / f"p20_{fmt}")
+        assert export_script.main(["--ckpt_file", ckpt, "--arch", "plain20", "--file_name", base, "--file_format",
+                                   fmt, "--batch_size", "64", "--dataset", "cifar10"]) == 0
+        files[flag] = base + (".mindir" if fmt == "MINDIR" else ".onnx")
+    common = ["--arch", "plain20", "--dataset", "cifar10", "--data_path", cifar10_dir, "--val_split", "0.02",
+              "--batch_size", "100"]
+    results = {}
+    for flag, path in [("--ckpt_file", ckpt)] + list(files.items()):
+        out = str(tmp_path / f"{flag.strip('-')}.json")
+        assert eval_script.main(common + [flag, path, "--output_json", out]) == 0
+        results[flag] = json.load(open(out))
+    assert results["--ckpt_file"]["num_samples"] == 1000
+    for flag in files:
+        assert results[flag]["top1"] == results["--ckpt_file"]["top1"]
+        assert results[flag]["top5"] == results["--ckpt_file"]["top5"]
+
+
+# --- bad input: one line, exit 2, nothing written ----------------------------------------------------------------
+
+def _refused(argv, folder, capsys, message):
+    before = sorted(os.listdir(folder))
+    assert export_script.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and err.count("\n") == 0
+    assert sorted(os.listdir(folder)) == before
+
+
+def test_export_refuses_bad_input(plain20_ckpt, tmp_path, capsys):
+    ckpt, _ = plain20_ckpt
+    out = str(tmp_path / "net")
+    garbage = tmp_path / "garbage.ckpt"
+    garbage.write_bytes(b"not a checkpoint")
+    _refused(["--ckpt_file", str(tmp_path / "none.ckpt"), "--arch", "plain20", "--file_name", out], tmp_path, capsys,
+             "does not exist")
+    _refused(["--ckpt_file", str(garbage), "--arch", "plain20", "--file_name", out], tmp_path, capsys,
+             "cannot be read: it is corrupt")
+    _refused(["--ckpt_file", ckpt, "--arch", "resnet20", "--file_name", out], tmp_path, capsys,
+             "was saved from arch 'plain20', not 'resnet20'")
+    _refused(["--ckpt_file", ckpt, "--arch", "plain20", "--plain_variant", "keep_downsample", "--file_name", out],
+             tmp_path, capsys, "was saved from plain_variant 'full', not 'keep_downsample'")
+    _refused(["--ckpt_file", ckpt, "--arch", "plain20", "--file_name", out, "--file_format", "AIR"], tmp_path, capsys,
+             "AIR export needs MindSpore on an Ascend device")
+    _refused(["--ckpt_file", ckpt, "--arch", "plain20", "--file_name", str(tmp_path / "no" / "net")], tmp_path,
+             capsys, "does not exist; create it")
+
+
+def test_resnet_checkpoint_exported_as_plain_is_refused(tmp_path, capsys):
+    ckpt = _save(_trained_looking("resnet20"), tmp_path / "r20.ckpt", "resnet20")
+    _refused(["--ckpt_file", ckpt, "--arch", "plain20", "--file_name", str(tmp_path / "x")], tmp_path, capsys,
+             "was saved from arch 'resnet20', not 'plain20'")
+
+
+def test_existing_output_needs_overwrite_and_unwritable_folder(plain20_ckpt, tmp_path, capsys):
+    ckpt, _ = plain20_ckpt
+    out = str(tmp_path / "net")
+    argv = ["--ckpt_file", ckpt, "--arch", "plain20", "--file_name", out, "--file_format", "ONNX"]
+    assert export_script.main(argv) == 0
+    first = open(out + ".onnx", "rb").read()
+    _refused(argv, tmp_path, capsys, "exists; pass --overwrite")
+    assert open(out + ".onnx", "rb").read() == first
+    assert export_script.main(argv + ["--overwrite", "true"]) == 0
+    _refused(["--ckpt_file", ckpt, "--arch", "plain20", "--file_name", "/proc/resdist_net"], tmp_path, capsys,
+             "output folder /proc is not writable")
