@@ -113,7 +113,9 @@ class Stem(nn.Cell):
         self.conv = conv(3, out_ch, 7, 2) if kind == "imagenet" else conv(3, out_ch, 3, 1)
         self.bn = bn(out_ch)
         self.relu = nn.ReLU()
-        self.pool = nn.MaxPool2d(3, 2, pad_mode="same") if kind == "imagenet" else None
+        # one pixel of padding on every side, as torchvision (pad_mode="same" would pad bottom/right only and
+        # shift the windows: converted torchvision weights would then give other logits)
+        self.pool = nn.MaxPool2d(3, 2, pad_mode="pad", padding=1) if kind == "imagenet" else None
 
     def construct(self, x):
         x = self.relu(self.bn(self.conv(x)))
