@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Ascend offline model (.om) with ATC from an exported ONNX (--framework=5) or AIR (--framework=1) file.
+#   bash scripts/run_convert_om.sh MODEL.onnx|MODEL.air SOC_VERSION [OUTPUT] [--input_shape NAME:N,C,H,W] [--dry_run]
+# SOC_VERSION: your chip, e.g. Ascend310, Ascend310P3, Ascend910B1 (`npu-smi info`). OUTPUT: path without .om
+# (default: MODEL without its suffix). The input shape is read from an ONNX file; give it for AIR.
+# ATC comes with the CANN toolkit: source /usr/local/Ascend/ascend-toolkit/set_env.sh first.
+# --dry_run prints the ATC command without running it (and without needing ATC).
+set -euo pipefail
+usage() {
+  echo "usage: bash scripts/run_convert_om.sh MODEL.onnx|MODEL.air SOC_VERSION [OUTPUT] [--input_shape NAME:N,C,H,W] [--dry_run]" >&2
+  exit 2
+}
+POSITIONAL=(); INPUT_SHAPE=""; DRY_RUN=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --input_shape) [ $# -ge 2 ] || usage; INPUT_SHAPE="$2"; shift 2;;
+    --dry_run) DRY_RUN=1; shift;;
+    -h|--help) usage;;
+    --*) echo "error: unknown option $1" >&2; usage;;
+    *) POSITIONAL+=("$1"); shift;;
+  esac
+done
+[ ${#POSITIONAL[@]} -ge 2 ] && [ ${#POSITIONAL[@]} -le 3 ] || usage
+MODEL="${POSITIONAL[0]}"; SOC="${POSITIONAL[1]}"
+[ -f "$MODEL" ] || { echo "error: model file $MODEL does not exist" >&2; exit 2; }
+MODEL="$(realpath "$MODEL")"
+case "$MODEL" in
+  *.onnx) FRAMEWORK=5;;
+  *.air) FRAMEWORK=1;;
+  *) echo "error: $MODEL is neither .onnx (ATC --framework=5) nor .air (--framework=1)" >&2; exit 2;;
+esac
+OUTPUT="${POSITIONAL[2]:-${MODEL%.*}}"; OUTPUT="${OUTPUT%.om}"
+if [ -z "$INPUT_SHAPE" ]; then
+  if [ "$FRAMEWORK" = 1 ]; then echo "error: give --input_shape NAME:N,C,H,W for an AIR file" >&2; exit 2; fi
+  INPUT_SHAPE=$(python - "$MODEL" <<'PY'
+import sys
+try:
+    import onnxruntime as ort
+except ImportError:
+    sys.exit("error: reading the input shape needs onnxruntime (pip install onnxruntime), or pass --input_shape")
+i = ort.InferenceSession(sys.argv[1], providers=["CPUExecutionProvider"]).get_inputs()[0]
+print(f"{i.name}:{','.join(str(d) for d in i.shape)}")
+PY
+)
+fi
+CMD=(atc --model="$MODEL" --framework="$FRAMEWORK" --output="$OUTPUT" --soc_version="$SOC" --input_shape="$INPUT_SHAPE")
+if [ "$DRY_RUN" = 1 ]; then echo "${CMD[*]}"; exit 0; fi
+if ! command -v atc >/dev/null 2>&1; then
+  echo "error: ATC not found on PATH: install Ascend's CANN toolkit and source its set_env.sh; nothing was converted" >&2
+  exit 127
+fi
+echo "${CMD[*]}"
+"${CMD[@]}"
+[ -f "$OUTPUT.om" ] || { echo "error: ATC finished but $OUTPUT.om is missing" >&2; exit 1; }
+echo "wrote $OUTPUT.om"

@@ -1,0 +1,90 @@
+"""The shell scripts users run: usage and refusals, and the deployment commands they would run (ATC and
+MindSpore Lite's converter_lite do not install here: their scripts are checked with --dry_run and for the
+missing-tool error)."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+NO_TOOLS = f"{os.path.dirname(sys.executable)}:/usr/bin:/bin"  # python, but no atc / converter_lite
+
+
+def _bash(script, *args, path=None):
+    env = dict(os.environ)
+    if path is not None:
+        env["PATH"] = path
+    return subprocess.run(["bash", os.path.join(ROOT, "scripts", script), *map(str, args)], capture_output=True,
+                          text=True, env=env, timeout=300)
+
+
+@pytest.mark.parametrize("script,args", [
+    ("run_convert_om.sh", []), ("run_convert_om.sh", ["only_model.onnx"]), ("run_convert_lite.sh", []),
+    ("run_export.sh", ["ckpt_only"]), ("run_standalone_train.sh", ["cfg"]), ("run_eval.sh", ["a", "b"]),
+    ("run_convert_om.sh", ["m.onnx", "Ascend310", "out", "extra"]), ("run_convert_lite.sh", ["--bogus"]),
+])
+def test_scripts_print_usage_on_wrong_arguments(script, args):
+    result = _bash(script, *args)
+    assert result.returncode == 2 and "usage: bash scripts/" in result.stderr
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A plain-20 exported as ONNX (batch 1) and MindIR."""
+    import export as export_script
+    from resdist import checkpoint as ckpt_io
+    from resdist.models import create_model
+
+    folder = tmp_path_factory.mktemp("deploy")
+    ckpt = str(folder / "best.ckpt")
+    ckpt_io.save(ckpt, ckpt_io.network_params(create_model("plain20", num_classes=10)),
+                 ckpt_io.network_identity("plain20", "full"))
+    for fmt in ("ONNX", "MINDIR"):
+        assert export_script.main(["--ckpt_file", ckpt, "--arch", "plain20", "--file_name", str(folder / "p20"),
+                                   "--file_format", fmt]) == 0
+    return folder
+
+
+def test_om_conversion_command_from_onnx(exported):
+    model = exported / "p20.onnx"
+    result = _bash("run_convert_om.sh", model, "Ascend310P3", "--dry_run")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == (f"atc --model={model} --framework=5 --output={exported}/p20 "
+                                     f"--soc_version=Ascend310P3 --input_shape=x:1,3,32,32")
+
+
+def test_om_conversion_without_atc_says_so(exported):
+    result = _bash("run_convert_om.sh", exported / "p20.onnx", "Ascend310", path=NO_TOOLS)
+    assert result.returncode == 127 and "ATC not found on PATH" in result.stderr
+    assert not (exported / "p20.om").exists()
+
+
+def test_om_conversion_refuses_missing_or_wrong_files(exported, tmp_path):
+    assert "does not exist" in _bash("run_convert_om.sh", tmp_path / "none.onnx", "Ascend310").stderr
+    assert "neither .onnx" in _bash("run_convert_om.sh", exported / "p20.mindir", "Ascend310").stderr
+    air = tmp_path / "m.air"
+    air.write_bytes(b"x")
+    assert "give --input_shape" in _bash("run_convert_om.sh", air, "Ascend310").stderr
+    result = _bash("run_convert_om.sh", air, "Ascend910B1", tmp_path / "out.om", "--input_shape", "x:8,3,224,224",
+                   "--dry_run")
+    assert result.stdout.strip() == (f"atc --model={air} --framework=1 --output={tmp_path}/out "
+                                     f"--soc_version=Ascend910B1 --input_shape=x:8,3,224,224")
+
+
+def test_lite_conversion_command_and_missing_tool(exported):
+    model = exported / "p20.mindir"
+    result = _bash("run_convert_lite.sh", model, "--optimize", "ascend_oriented", "--dry_run")
+    assert result.stdout.strip() == (f"converter_lite --fmk=MINDIR --modelFile={model} --outputFile={exported}/p20 "
+                                     f"--optimize=ascend_oriented")
+    missing = _bash("run_convert_lite.sh", model, path=NO_TOOLS)
+    assert missing.returncode == 127 and "converter_lite not found on PATH" in missing.stderr
+    assert "is not a .mindir file" in _bash("run_convert_lite.sh", exported / "p20.onnx").stderr
+
+
+def test_export_script_passes_through_to_export_py(exported):
+    result = _bash("run_export.sh", exported / "best.ckpt", "plain20", "ONNX", "--file_name", exported / "again")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (exported / "again.onnx").is_file() and "(OK)" in result.stdout
+    assert "is not MINDIR, ONNX or AIR" in _bash("run_export.sh", exported / "best.ckpt", "plain20", "TFLITE").stderr
