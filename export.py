@@ -20,7 +20,7 @@ def run(cfg, cpu_note):
     from resdist.export import TOLERANCE, export
 
     runtime.setup_logging()
-    runtime.init_context(cfg.device_target, cfg.mode, cfg.seed)
+    runtime.init_context(cfg.device_target, cfg.mode, cfg.seed, cpu_threads=cfg.cpu_threads)
     result = export(cfg)
     ops = result["ops"]
     print(f"exported {cfg.arch} ({result['format']}, input {'x'.join(map(str, result['input_shape']))}, "

@@ -123,7 +123,11 @@ OPTIONS = [
     Option("device_target", "CPU", "CPU, GPU or Ascend", choices=DEVICES),
     Option("mode", "graph", "graph (compiled, fast) or pynative (eager, for debugging)",
            choices=("graph", "pynative")),
-    Option("distribute", False, "data-parallel run over the msrun / rank-table process group", scope="train"),
+    Option("distribute", False, "data-parallel run over the msrun / rank-table process group (see "
+           "scripts/run_distribute_train.sh)", scope="train"),
+    Option("lr_scale_with_workers", False, "distributed: multiply lr by the number of workers (linear scaling for "
+           "the larger global batch); false: lr is used as given", scope="train"),
+    Option("cpu_threads", 0, "CPU kernel threads per process (0: MindSpore's default)", check=_non_negative),
     Option("seed", 1, "random seed (weights; each epoch's shuffling and augmentation derive from it)",
            check=lambda v: None if 0 <= v < 2 ** 32 else "must be between 0 and 4294967295"),
     Option("output_dir", "", "where logs and checkpoints go; empty: a new outputs/<procedure>_<arch>_<time> "

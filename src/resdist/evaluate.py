@@ -44,7 +44,7 @@ def run_eval(cfg, cpu_note=""):
         raise ConfigError("pass exactly one of --ckpt_file PATH, --mindir PATH, --onnx PATH")
     source = sources[0]
     log.info("CPU runtime: %s", cpu_note)
-    runtime.init_context(cfg.device_target, cfg.mode, cfg.seed)
+    runtime.init_context(cfg.device_target, cfg.mode, cfg.seed, cpu_threads=cfg.cpu_threads)
     net = predict = None
     if cfg.ckpt_file:
         state = ckpt_io.read(cfg.ckpt_file)  # before the data: a bad checkpoint should fail fast

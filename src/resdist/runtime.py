@@ -52,12 +52,13 @@ def prefer_blocking_host_dispatch(device_target):
 
 
 def setup_logging(log_file=None, rank=0):
-    """Log to stdout (rank 0 at INFO, other ranks at WARNING) and, if given, to a file."""
+    """Log to stdout (rank 0 at INFO, other ranks at WARNING) and, if given, to a file (INFO on every rank)."""
     root = logging.getLogger("resdist")
     root.handlers.clear()
-    root.setLevel(logging.INFO if rank == 0 else logging.WARNING)
+    root.setLevel(logging.INFO)
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S")
     stream = logging.StreamHandler(sys.stdout)
+    stream.setLevel(logging.INFO if rank == 0 else logging.WARNING)
     stream.setFormatter(fmt)
     root.addHandler(stream)
     if log_file:
@@ -77,15 +78,21 @@ def log_to_files(level, message):
             handler.handle(record)
 
 
-def init_context(device_target="CPU", mode="graph", seed=0, distribute=False):
+def init_context(device_target="CPU", mode="graph", seed=0, distribute=False, cpu_threads=0):
     """Select device and execution mode, seed every generator, join the process group if asked.
+    ``DEVICE_ID`` in the environment (rank-table launches on Ascend) picks the device; ``cpu_threads`` > 0 sets
+    the CPU kernels' thread count.
 
     Returns (rank, group_size).
     """
     import mindspore as ms
 
+    device_id = int(os.environ["DEVICE_ID"]) if os.environ.get("DEVICE_ID", "").isdigit() else None
     try:
-        ms.set_device(device_target)
+        if device_id is None:
+            ms.set_device(device_target)
+        else:
+            ms.set_device(device_target, device_id)
     except RuntimeError as exc:
         from .config import ConfigError
 
@@ -93,6 +100,8 @@ def init_context(device_target="CPU", mode="graph", seed=0, distribute=False):
                           f"({str(exc).splitlines()[0][:160]}); install the MindSpore build for {device_target} "
                           f"or use --device_target CPU") from None
     ms.set_context(mode=ms.GRAPH_MODE if mode == "graph" else ms.PYNATIVE_MODE)
+    if cpu_threads and device_target == "CPU":
+        ms.device_context.cpu.op_tuning.threads_num(cpu_threads)
     rank, group_size = 0, 1
     if distribute:
         from mindspore.communication import get_group_size, get_rank, init

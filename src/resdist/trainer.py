@@ -179,14 +179,15 @@ def train(cfg, rank=0, group_size=1):
 
     train_ds, train_info = build_dataset(cfg, "train", rank, group_size)
     val_ds = val_info = None
-    if str(cfg.val_split) != "none":
+    if str(cfg.val_split) != "none" and rank == 0:  # validated once, by rank 0 (the weights are the same on all)
         val_ds, val_info = build_dataset(cfg, "val")
     num_classes = train_info["num_classes"]
     if cfg.num_classes and cfg.num_classes != num_classes:
         raise ConfigError(f"num_classes={cfg.num_classes} but {cfg.dataset} has {num_classes} classes")
     logger.info("data: %s %s, %d images (%s)%s; %d classes", cfg.dataset, cfg.data_path or "(generated)",
                 train_info["num_samples"], train_info["split"],
-                f" per rank x {group_size} ranks" if group_size > 1 else "", num_classes)
+                f" per rank x {group_size} ranks (rank {rank}: images {rank}, {rank + group_size}, ...)"
+                if group_size > 1 else "", num_classes)
     if val_info:
         logger.info("validation: %d images (%s)", val_info["num_samples"], val_info["split"])
 
@@ -205,7 +206,13 @@ def train(cfg, rank=0, group_size=1):
     steps_per_epoch = train_ds.get_dataset_size()
     if cfg.max_steps_per_epoch:
         steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
-    lrs = lr_per_step(cfg.lr, cfg.lr_schedule, cfg.epochs, steps_per_epoch, cfg.lr_milestones, cfg.lr_gamma,
+    base_lr = cfg.lr * group_size if cfg.lr_scale_with_workers else cfg.lr
+    if group_size > 1:
+        logger.info("learning rate %g for a global batch of %d (%d per rank x %d)%s", base_lr,
+                    cfg.batch_size * group_size, cfg.batch_size, group_size,
+                    " = lr x workers (lr_scale_with_workers)" if cfg.lr_scale_with_workers else
+                    " (not scaled with the workers; lr_scale_with_workers=true scales it)")
+    lrs = lr_per_step(base_lr, cfg.lr_schedule, cfg.epochs, steps_per_epoch, cfg.lr_milestones, cfg.lr_gamma,
                       cfg.warmup_epochs)
     optimizer = create_optimizer(trainable, lrs, cfg.momentum, cfg.nesterov, cfg.weight_decay,
                                  cfg.wd_exclude_bn_bias)
@@ -289,6 +296,8 @@ def train(cfg, rank=0, group_size=1):
         if bad:  # never save non-finite weights over a good checkpoint
             raise diverged(cfg, f"{len(bad)} parameters became non-finite ({', '.join(bad[:3])}"
                                 f"{', ...' if len(bad) > 3 else ''})", epoch + 1, step, manager)
+        logger.info("epoch %d: weights checksum %s (rank %d; the same on every rank of a run)", epoch + 1,
+                    weights_checksum(deployable), rank)
         if rank == 0:
             manager.save_epoch(epoch + 1, state, deployable_params(deployable),
                                {**meta, "epoch": epoch + 1, "best_acc": best_acc}, is_best)
@@ -303,6 +312,14 @@ def train(cfg, rank=0, group_size=1):
                            "optimistic estimate; report the final epoch's (%.2f%%) or hold out a validation split "
                            "(--val_split 0.1)", history[-1]["val_top1"])
     return history
+
+
+def weights_checksum(net):
+    """A short fingerprint of a network's trained weights (sum and sum of squares in float64): equal strings on
+    every rank show that data-parallel replicas stayed identical. BatchNorm's running statistics are left out:
+    each rank keeps its own, from its own shard (as in the MindSpore model zoo); rank 0's are saved."""
+    values = [p.asnumpy().astype(np.float64) for p in net.trainable_params()]
+    return f"{sum(v.sum() for v in values):.12e}/{sum((v * v).sum() for v in values):.12e}"
 
 
 def diverged(cfg, what, epoch, step, manager):
@@ -341,9 +358,9 @@ def run_job(cfg, cpu_note=""):
     import yaml
 
     check_inputs(cfg)  # bad input fails before anything is written
-    rank, group_size = runtime.init_context(cfg.device_target, cfg.mode, cfg.seed, cfg.distribute)
+    rank, group_size = runtime.init_context(cfg.device_target, cfg.mode, cfg.seed, cfg.distribute, cfg.cpu_threads)
     removed = prepare_output_dir(cfg, rank)
-    log_name = "train.log" if group_size == 1 else f"train_rank{rank}.log"
+    log_name = "train.log" if rank == 0 else f"train_rank{rank}.log"  # rank 0's is the run's summary log
     runtime.setup_logging(os.path.join(cfg.output_dir, log_name), rank)
     if cpu_note:
         logger.info("CPU runtime: %s", cpu_note)
