@@ -8,6 +8,7 @@ from conftest import ROOT
 
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 
+import memory_model  # noqa: E402,F401
 import onednn_profile  # noqa: E402
 import runtime_settings  # noqa: E402
 
@@ -36,3 +37,31 @@ def test_onednn_log_is_summed_after_the_marker_with_convolution_gflops():
     flop = 2 * 2 * 4 * 8 * 8 * 8 * 3 * 3  # 2 * N * Cin * Cout * Hout * Wout * Kh * Kw
     assert rows["convolution"]["gflop_per_s"] == pytest.approx(flop / 1e9 / 3.0e-3, rel=1e-3)  # median call: 3 ms
     assert rows["batch_normalization"]["ms_per_step"] == 0.5 and "gflop_per_s" not in rows["batch_normalization"]
+
+
+def test_liveness_walk_on_a_hand_computed_network():
+    """image -> c1 -> c2 (+ image) -> add; every tensor 1x2x2x2 float32 = 32 bytes."""
+    import memory_model as mm
+
+    shape = (1, 2, 2, 2)
+    residual = [mm.Op("c1", ["image"], "c1", shape, 10), mm.Op("c2", ["c1"], "c2", shape, 10),
+                mm.Op("add", ["c2", "image"], "add", shape, 8, ["image"])]
+    r = mm.walk(residual, {"image": shape})
+    # at c2: image (kept for the add), c1 (c2's input), c2 = 96; at add: image, c2, add = 96 (not higher)
+    assert r["peak_bytes"] == 96 and r["peak_op"] == "c2" and r["shortcut_bytes_at_peak"] == 32
+    assert r["traffic_bytes"] == (32 + 32) + (32 + 32) + (32 + 32 + 32) and r["flops"] == 28
+    plain = mm.walk(residual[:2], {"image": shape})
+    # image is freed after c1: at c2 only c1 and c2 are live
+    assert plain["peak_bytes"] == 64 and plain["shortcut_bytes_at_peak"] == 0 and plain["traffic_bytes"] == 128
+
+
+def test_graph_of_a_real_network_has_its_shortcuts():
+    import memory_model as mm
+    from resdist.models import create_model
+
+    r20 = mm.analyse(create_model("resnet20", num_classes=10), 1, 32)
+    p20 = mm.analyse(create_model("plain20", num_classes=10), 1, 32)
+    assert r20["additions"] == 9 and p20["additions"] == 0
+    assert r20["peak_bytes"] > p20["peak_bytes"] and r20["shortcut_bytes_at_peak"] > 0
+    # convolution FLOPs of ResNet-20 (He et al.: about 41 M multiply-adds) plus the projections
+    assert 80e6 < r20["flops"] < 84e6

@@ -81,6 +81,17 @@ def test_exported_plain_student_is_conv_relu_only_and_matches_the_checkpoint(pla
     np.testing.assert_allclose(predict(x), net(ms.Tensor(x)).asnumpy(), rtol=1e-4, atol=1e-4)
 
 
+def test_imagenet_stem_exports_to_onnx_with_torchvision_pooling(tmp_path):
+    """The ImageNet stem's padded max-pool must export (ONNX opset 11) and give the checkpoint network's logits."""
+    ckpt = _save(_trained_looking("plain18", stem="imagenet"), tmp_path / "p18.ckpt", "plain18",
+                 plain_variant="full", stem="imagenet")
+    out = str(tmp_path / "p18")
+    assert export_script.main(["--ckpt_file", ckpt, "--arch", "plain18", "--stem", "imagenet", "--height", "65",
+                               "--file_name", out, "--file_format", "ONNX"]) == 0
+    graph = graph_ops(out + ".onnx")
+    assert graph.count("MaxPool") == 1 and graph.count("Pad") == 1 and graph.count("Add") == 0
+
+
 def test_exported_resnet_has_one_addition_per_block(tmp_path):
     ckpt = _save(_trained_looking("resnet20"), tmp_path / "r20.ckpt", "resnet20")
     out = str(tmp_path / "r20")

@@ -113,14 +113,17 @@ class Stem(nn.Cell):
         self.conv = conv(3, out_ch, 7, 2) if kind == "imagenet" else conv(3, out_ch, 3, 1)
         self.bn = bn(out_ch)
         self.relu = nn.ReLU()
-        # one pixel of padding on every side, as torchvision (pad_mode="same" would pad bottom/right only and
-        # shift the windows: converted torchvision weights would then give other logits)
-        self.pool = nn.MaxPool2d(3, 2, pad_mode="pad", padding=1) if kind == "imagenet" else None
+        # One pixel of padding on every side, as torchvision: pad_mode="same" would pad bottom/right only and shift
+        # the windows (converted torchvision weights would give other logits); pad_mode="pad" runs as
+        # MaxPool3DWithArgmax and ops.pad as PadV3, neither of which MindSpore exports to ONNX; the Pad primitive
+        # exports. Zero padding equals max-pool's -inf padding here because the input comes out of a ReLU (>= 0).
+        self.pool = nn.MaxPool2d(3, 2, pad_mode="valid") if kind == "imagenet" else None
+        self.pad = ops.Pad(((0, 0), (0, 0), (1, 1), (1, 1))) if kind == "imagenet" else None
 
     def construct(self, x):
         x = self.relu(self.bn(self.conv(x)))
         if self.pool is not None:
-            x = self.pool(x)
+            x = self.pool(self.pad(x))
         return x
 
 

@@ -1,0 +1,191 @@
+#!/usr/bin/env python
+"""Measured inference latency and peak memory, ResNet vs its plain twin side by side (interleaved, fresh process
+per measurement):
+
+  mindspore    the checkpoint network (BatchNorm unfolded) in MindSpore graph mode
+  mindir       the exported MindIR (BatchNorm folded) loaded by MindSpore (ms.load + nn.GraphCell)
+  ort          the exported ONNX (folded) in onnxruntime, default session options
+  ort_noarena  the same with the CPU memory arena and memory-pattern planning off (allocations as needed)
+
+    python bench/inference_latency.py                      # resnet50/plain50 at 224, batch 1 and 8
+    python bench/inference_latency.py --quick              # batch 1, one round, mindir and ort only
+    python bench/inference_latency.py --pairs resnet56:plain56 --size 32 --batches 1,32
+
+Latency: median of --runs timed calls after --warmup calls. Memory: the process's peak resident memory
+(VmHWM) minus its resident memory right before the model was built or loaded: weights, activations and the
+runtime's own buffers (and, for mindspore, graph compilation). Ratios ResNet / plain first. Weights are random
+(latency and memory do not depend on their values). Run on an otherwise idle machine.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "src"))
+RUNTIMES = ("mindspore", "mindir", "ort", "ort_noarena")
+
+
+def _rss(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _network(arch, size):
+    from resdist.models import create_model
+
+    imagenet = size > 64
+    kwargs = {"stem": "imagenet", "num_classes": 1000} if imagenet else {"num_classes": 10}
+    return create_model(arch, **kwargs)
+
+
+def child(args):
+    """One measurement in this fresh process; prints one JSON line."""
+    from resdist import runtime
+
+    runtime.prefer_fast_cpu_kernels()
+    runtime.prefer_blocking_host_dispatch("CPU")
+    import numpy as np
+
+    x = np.random.default_rng(0).standard_normal((args.batch, 3, args.size, args.size)).astype(np.float32)
+    if args.runtime.startswith("ort"):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        if args.runtime == "ort_noarena":
+            options.enable_cpu_mem_arena = False
+            options.enable_mem_pattern = False
+        before = _rss("VmRSS")
+        session = ort.InferenceSession(args.model, options, providers=["CPUExecutionProvider"])
+        name = session.get_inputs()[0].name
+
+        def call():
+            return session.run(None, {name: x})[0]
+    else:
+        import mindspore as ms
+
+        ms.set_context(mode=ms.GRAPH_MODE)
+        tensor = ms.Tensor(x)
+        before = _rss("VmRSS")
+        if args.runtime == "mindir":
+            net = ms.nn.GraphCell(ms.load(args.model))
+        else:
+            net = _network(args.arch, args.size)
+            net.set_train(False)
+
+        def call():
+            return net(tensor).asnumpy()
+    for _ in range(args.warmup):
+        call()
+    times = []
+    for _ in range(args.runs):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    print(json.dumps({"median_ms": 1000 * statistics.median(times), "peak_mb": (_rss("VmHWM") - before) / 2**20}))
+
+
+def export_models(pairs, size, batches, folder):
+    """MindIR and ONNX (folded) of every network and batch size, written once by this process."""
+    import mindspore as ms
+    import numpy as np
+
+    from resdist.fold import fold_batchnorm
+
+    paths = {}
+    for arch in [a for pair in pairs for a in pair]:
+        net = fold_batchnorm(_network(arch, size))
+        for batch in batches:
+            x = ms.Tensor(np.zeros((batch, 3, size, size), np.float32))
+            for fmt, suffix in (("MINDIR", ".mindir"), ("ONNX", ".onnx")):
+                base = os.path.join(folder, f"{arch}_b{batch}")
+                ms.export(net, x, file_name=base, file_format=fmt)
+                paths[(arch, batch, fmt)] = base + suffix
+    return paths
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pairs", default="resnet50:plain50", help="comma list of RESNET:PLAIN pairs")
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--batches", default="1,8")
+    parser.add_argument("--runtimes", default=",".join(RUNTIMES))
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds (each a fresh process per cell)")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--quick", action="store_true", help="batch 1, one round, mindir and ort, 8 runs")
+    parser.add_argument("--output", default=os.path.join(ROOT, "bench", "results", "inference_latency.json"))
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--runtime", help=argparse.SUPPRESS)
+    parser.add_argument("--arch", help=argparse.SUPPRESS)
+    parser.add_argument("--batch", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--model", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        child(args)
+        return 0
+    if args.quick:
+        args.batches, args.rounds, args.runtimes, args.runs = "1", 1, "mindir,ort", 8
+    from resdist import runtime
+
+    runtime.prefer_fast_cpu_kernels()
+    from benchutil import save_report
+
+    pairs = [tuple(p.split(":")) for p in args.pairs.split(",")]
+    batches = [int(b) for b in args.batches.split(",")]
+    runtimes = args.runtimes.split(",")
+    started = time.time()
+    folder = tempfile.mkdtemp()
+    paths = export_models(pairs, args.size, batches, folder)
+    samples = {}
+    for r in range(args.rounds):
+        for batch in batches:
+            for rt in runtimes:
+                for pair in pairs:
+                    for arch in pair:  # ResNet and plain back to back
+                        model = {"mindir": paths.get((arch, batch, "MINDIR")), "mindspore": ""}.get(
+                            rt, paths.get((arch, batch, "ONNX")))
+                        cmd = [sys.executable, os.path.abspath(__file__), "--child", "--runtime", rt, "--arch",
+                               arch, "--batch", str(batch), "--size", str(args.size), "--model", model or "",
+                               "--warmup", str(args.warmup), "--runs", str(args.runs)]
+                        out = subprocess.run(cmd, capture_output=True, text=True)
+                        if out.returncode != 0:
+                            raise SystemExit(f"{' '.join(cmd)} failed:\n{out.stderr[-2000:]}")
+                        result = json.loads(out.stdout.strip().splitlines()[-1])
+                        samples.setdefault((rt, arch, batch), []).append(result)
+                        print(f"round {r + 1} {rt:11s} {arch:9s} batch {batch}: {result['median_ms']:8.2f} ms, "
+                              f"peak +{result['peak_mb']:7.1f} MB", flush=True)
+    rows = []
+    print(f"\n{'runtime':11s} {'batch':>5s} {'pair':18s} {'latency R/P':>11s} {'memory R/P':>10s}   "
+          f"{'ResNet ms':>9s} {'plain ms':>9s} {'ResNet MB':>9s} {'plain MB':>9s}")
+    for batch in batches:
+        for rt in runtimes:
+            for resnet, plain in pairs:
+                med = {a: {k: statistics.median(s[k] for s in samples[(rt, a, batch)])
+                           for k in ("median_ms", "peak_mb")} for a in (resnet, plain)}
+                row = {"runtime": rt, "batch": batch, "resnet": resnet, "plain": plain, "size": args.size,
+                       "latency_ratio": med[resnet]["median_ms"] / med[plain]["median_ms"],
+                       "memory_ratio": med[resnet]["peak_mb"] / med[plain]["peak_mb"],
+                       "resnet_ms": med[resnet]["median_ms"], "plain_ms": med[plain]["median_ms"],
+                       "resnet_peak_mb": med[resnet]["peak_mb"], "plain_peak_mb": med[plain]["peak_mb"],
+                       "samples": {a: samples[(rt, a, batch)] for a in (resnet, plain)}}
+                rows.append(row)
+                print(f"{rt:11s} {batch:5d} {resnet + '/' + plain:18s} {row['latency_ratio']:10.2f}x "
+                      f"{row['memory_ratio']:9.2f}x   {row['resnet_ms']:9.2f} {row['plain_ms']:9.2f} "
+                      f"{row['resnet_peak_mb']:9.1f} {row['plain_peak_mb']:9.1f}")
+    wall = time.time() - started
+    print(f"wall time {wall / 60:.1f} min")
+    save_report({"size": args.size, "rounds": args.rounds, "runs": args.runs, "warmup": args.warmup,
+                 "wall_seconds": round(wall, 1), "cpus": os.cpu_count(), "rows": rows}, args.output)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
