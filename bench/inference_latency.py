@@ -122,6 +122,7 @@ def main(argv=None):
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--quick", action="store_true", help="batch 1, one round, mindir and ort, 8 runs")
     parser.add_argument("--output", default=os.path.join(ROOT, "bench", "results", "inference_latency.json"))
+    parser.add_argument("--plot_only", action="store_true", help="redraw the PNG from --output's JSON")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--runtime", help=argparse.SUPPRESS)
     parser.add_argument("--arch", help=argparse.SUPPRESS)
@@ -130,6 +131,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.child:
         child(args)
+        return 0
+    if args.plot_only:
+        with open(args.output) as f:
+            plot(json.load(f), os.path.splitext(args.output)[0] + ".png")
         return 0
     if args.quick:
         args.batches, args.rounds, args.runtimes, args.runs = "1", 1, "mindir,ort", 8
@@ -182,9 +187,27 @@ def main(argv=None):
                       f"{row['resnet_peak_mb']:9.1f} {row['plain_peak_mb']:9.1f}")
     wall = time.time() - started
     print(f"wall time {wall / 60:.1f} min")
-    save_report({"size": args.size, "rounds": args.rounds, "runs": args.runs, "warmup": args.warmup,
-                 "wall_seconds": round(wall, 1), "cpus": os.cpu_count(), "rows": rows}, args.output)
+    report = {"size": args.size, "rounds": args.rounds, "runs": args.runs, "warmup": args.warmup,
+              "wall_seconds": round(wall, 1), "cpus": os.cpu_count(), "rows": rows}
+    save_report(report, args.output)
+    plot(report, os.path.splitext(args.output)[0] + ".png")
     return 0
+
+
+def plot(report, path):
+    """ResNet / plain ratios of latency and peak memory per runtime, against the batch size."""
+    from plotting import line_chart
+
+    series = {}
+    for row in report["rows"]:
+        for what, key in (("latency", "latency_ratio"), ("memory", "memory_ratio")):
+            xs, ys = series.setdefault(f"{what}, {row['runtime']}", ([], []))
+            xs.append(row["batch"])
+            ys.append(row[key])
+    pair = f"{report['rows'][0]['resnet']} / {report['rows'][0]['plain']}"
+    line_chart(series, path, f"{pair} at {report['size']}x{report['size']}: ratio (above 1: plain is better)",
+               "batch size", "ResNet / plain", size=(760, 420), dashed=[k for k in series if k.startswith("memory")])
+    print(f"written to {path}")
 
 
 if __name__ == "__main__":

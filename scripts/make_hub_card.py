@@ -1,0 +1,151 @@
+#!/usr/bin/env python
+"""Publish a trained CIFAR-10 plain student on MindSpore Hub: its checkpoint, MindIR and ONNX files in hub/assets/
+and a model card in hub/mshub_res/assets/<publisher>/<version>/<model>.md, laid out as the Hub repository's
+validator expects (YAML header between two `---` lines; sections Introduction, Usage, Citation).
+
+    python scripts/make_hub_card.py --ckpt_file RUN/best.ckpt --arch plain20 --model_name plain20_rd_cifar10 \\
+        --eval_json RUN/best_eval_cifar10.json --trained_with "bash scripts/run_cifar10_study.sh ..." \\
+        --repo_link https://github.com/OWNER/REPO
+
+The accuracy on the card is the one in --eval_json (written by eval.py), with its split named in the card.
+asset-link entries point at hub/assets/ in --repo_link's main branch; set --repo_link to where you publish.
+"""
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+CARD = """---
+model-name: {model}
+backbone-name: {arch}
+module-type: cv-classification
+fine-tunable: True
+input-shape: [1, 3, 32, 32]
+model-version: {version}
+train-dataset: cifar10
+accuracy: {accuracy}
+author: {author}
+update-time: {date}
+repo-link: {repo}
+user-id: {user}
+used-for: inference
+train-backend: cpu
+infer-backend: cpu
+mindspore-version: {ms_version}
+license: Apache2.0
+summary: {arch_title} without shortcuts trained by Residual Distillation from a ResNet teacher
+asset:
+{assets}
+---
+
+## Introduction
+
+A {arch_title} network **without shortcuts** ("plain": the ResNet with every shortcut addition removed, so nothing
+but convolutions, ReLU, pooling and a classifier at inference), trained on CIFAR-10 with Residual Distillation
+(Li et al., NeurIPS 2020) from a ResNet teacher: during training, the student's early-stage features also run
+through the frozen teacher's later stages, whose shortcuts carry gradient into the student. Only the student is
+published.
+
+Accuracy {accuracy}% top-1 is measured on {split} ({samples} images), not on the official CIFAR-10 test set. How it
+was trained, on this project's 2-core CPU machine and a short budget, far below the paper's 200 epochs:
+
+    {trained_with}
+
+and evaluated with
+
+    {evaluated_with}
+
+## Usage
+
+```python
+import mindspore_hub as mshub
+import mindspore as ms
+import numpy as np
+
+net = mshub.load("{publisher}/{version}/{model}")   # or, from a clone of the repository:
+# from mindspore_hub_conf import create_network; net = create_network("{model}", ckpt_file="{ckpt_name}")
+images = ms.Tensor(np.zeros((1, 3, 32, 32), np.float32))  # normalised with the CIFAR-10 mean and std
+logits = net(images)
+```
+
+The MindIR and ONNX files have BatchNorm folded into the convolutions (`python export.py`); the ONNX file runs in
+onnxruntime and converts to an Ascend `.om` with `bash scripts/run_convert_om.sh`, the MindIR to a MindSpore Lite
+`.ms` with `bash scripts/run_convert_lite.sh`.
+
+## Citation
+
+```bibtex
+@inproceedings{{li2020residual,
+  title     = {{Residual Distillation: Towards Portable Deep Neural Networks without Shortcuts}},
+  author    = {{Li, Guilin and Zhang, Junlei and Wang, Yunhe and Liu, Chuanjian and Tan, Matthias and Lin, Yunfeng
+               and Zhang, Wei and Feng, Jiashi and Zhang, Tong}},
+  booktitle = {{Advances in Neural Information Processing Systems}},
+  year      = {{2020}}
+}}
+```
+"""
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ckpt_file", required=True)
+    parser.add_argument("--arch", required=True)
+    parser.add_argument("--model_name", required=True)
+    parser.add_argument("--eval_json", required=True, help="eval.py's JSON for this checkpoint")
+    parser.add_argument("--trained_with", required=True, help="the command that trained it")
+    parser.add_argument("--repo_link", required=True)
+    parser.add_argument("--publisher", default="resdist")
+    parser.add_argument("--version", default="1.0")
+    parser.add_argument("--author", default="resdist")
+    args = parser.parse_args(argv)
+    with open(args.eval_json, encoding="utf-8") as f:
+        result = json.load(f)
+    assets_dir = os.path.join(ROOT, "hub", "assets")
+    os.makedirs(assets_dir, exist_ok=True)
+    base = os.path.join(assets_dir, args.model_name)
+    shutil.copyfile(args.ckpt_file, base + ".ckpt")
+    for fmt in ("MINDIR", "ONNX"):
+        subprocess.run([sys.executable, os.path.join(ROOT, "export.py"), "--ckpt_file", base + ".ckpt", "--arch",
+                        args.arch, "--file_name", base, "--file_format", fmt, "--dataset", "cifar10",
+                        "--overwrite", "true"], check=True)
+    import mindspore
+
+    raw = args.repo_link.rstrip("/") + "/raw/main/hub/assets/"
+    assets = "\n".join(f"  - file-format: {fmt}\n    asset-link: {raw}{args.model_name}.{fmt}\n"
+                       f"    asset-sha256: {sha256(base + '.' + fmt)}" for fmt in ("ckpt", "mindir", "onnx"))
+    split = result["split"].replace(":", "")
+    card = CARD.format(model=args.model_name, arch=args.arch, version=args.version,
+                       accuracy=round(float(result["top1"]), 2), author=args.author,
+                       date=time.strftime("%Y-%m-%d"), repo=args.repo_link, user=args.publisher,
+                       ms_version=mindspore.__version__, assets=assets, split=split,
+                       samples=result["num_samples"], trained_with=args.trained_with,
+                       evaluated_with=f"python eval.py --arch {args.arch} --dataset cifar10 --data_path DIR "
+                                      f"--ckpt_file hub/assets/{args.model_name}.ckpt",
+                       publisher=args.publisher, ckpt_name=f"hub/assets/{args.model_name}.ckpt",
+                       arch_title=args.arch.replace("plain", "plain-"))
+    folder = os.path.join(ROOT, "hub", "mshub_res", "assets", args.publisher, args.version)
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, f"{args.model_name}.md")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(card)
+    print(f"wrote {path} and hub/assets/{args.model_name}.{{ckpt,mindir,onnx}}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
