@@ -91,6 +91,15 @@ def sha256(path):
     return h.hexdigest()
 
 
+def portable(command, data_path, output_dir):
+    """The command as a user would type it: no machine paths (the data and run folders become placeholders)."""
+    out = []
+    for arg in command[1:]:
+        arg = arg.replace(data_path, "DATA_PATH").replace(output_dir, "OUTPUT_DIR").replace(ROOT + os.sep, "")
+        out.append(arg)
+    return "python " + " ".join(out)
+
+
 def row_result(row, run_dir, wall_seconds, command):
     """The small JSON kept in git for a finished row: per-epoch curve, final and best validation accuracy."""
     with open(os.path.join(run_dir, "metrics.json"), encoding="utf-8") as f:
@@ -102,7 +111,7 @@ def row_result(row, run_dir, wall_seconds, command):
     return {
         "row": row.name, "group": row.group, "arch": row.arch, "procedure": row.procedure, "seed": row.seed,
         "teacher": row.teacher, "overrides": row.overrides, "recipe": command[command.index("--config") + 1],
-        "command": " ".join(["python"] + command[1:]),
+        "command": command,
         "final_val_top1": epochs[-1]["val_top1"], "final_epoch": epochs[-1]["epoch"],
         "best_val_top1": best["val_top1"], "best_epoch": best["epoch"],
         "wall_seconds": round(wall_seconds, 1),
@@ -199,7 +208,7 @@ def run_row(row, args):
     if code != 0:
         raise SystemExit(f"[{row.name}] train.py exited with {code}; its log is {run_dir}/train.log. Fix the cause "
                          f"and rerun: the row continues from its last checkpoint")
-    result = row_result(row, run_dir, spent, command)
+    result = row_result(row, run_dir, spent, portable(command, args.data_path, args.output_dir))
     paths = []
     if row.procedure == "teacher":
         import shutil

@@ -178,7 +178,10 @@ class ResNet(nn.Cell):
         return x
 
     def forward_head(self, features):
-        return self.fc(ops.mean(features, (2, 3)))
+        # Global average pooling as two means over one axis each: a ReduceMean that ONNX (opset 11) exports, and
+        # not a tuple of axes, whose first PyNative call under numpy 2 fails in MindSpore 2.10 (README, Known
+        # problems).
+        return self.fc(ops.mean(ops.mean(features, 3), 2))
 
     def construct(self, x):
         return self.forward_head(self.forward_features(x))
