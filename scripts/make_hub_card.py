@@ -61,7 +61,7 @@ but convolutions, ReLU, pooling and a classifier at inference), trained on CIFAR
 through the frozen teacher's later stages, whose shortcuts carry gradient into the student. Only the student is
 published.
 
-Accuracy {accuracy}% top-1 is measured on {split} ({samples} images), not on the official CIFAR-10 test set. How it
+Accuracy {accuracy}% top-1 is measured on {split}, {samples} images, not on the official CIFAR-10 test set. How it
 was trained, on this project's 2-core CPU machine and a short budget, far below the paper's 200 epochs:
 
     {trained_with}
