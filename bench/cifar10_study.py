@@ -16,7 +16,6 @@ regenerated. Run folders (checkpoints, logs) stay under --output_dir, outside gi
 """
 import argparse
 import fcntl
-import hashlib
 import json
 import os
 import subprocess
@@ -26,6 +25,9 @@ from dataclasses import dataclass, field
 
 from benchutil import save_report
 from plotting import line_chart
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src"))
+from resdist.checkpoint import file_sha256  # noqa: E402  (imports no MindSpore)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECIPE = "configs/cifar10_study.yaml"
@@ -83,14 +85,6 @@ def train_command(row, data_path, run_dir, results_dir, recipe=RECIPE, settings=
     return cmd
 
 
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def portable(command, data_path, output_dir):
     """The command as a user would type it: no machine paths (the data and run folders become placeholders)."""
     out = []
@@ -116,7 +110,7 @@ def row_result(row, run_dir, wall_seconds, command):
         "best_val_top1": best["val_top1"], "best_epoch": best["epoch"],
         "wall_seconds": round(wall_seconds, 1),
         "epoch_seconds_total": round(sum(e.get("epoch_seconds", 0.0) for e in epochs), 1),
-        "best_ckpt_sha256": sha256(os.path.join(run_dir, "best.ckpt")),
+        "best_ckpt_sha256": file_sha256(os.path.join(run_dir, "best.ckpt")),
         "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
         "epochs": curve,
     }

@@ -11,7 +11,6 @@ The accuracy on the card is the one in --eval_json (written by eval.py), with it
 asset-link entries point at hub/assets/ in --repo_link's main branch; set --repo_link to where you publish.
 """
 import argparse
-import hashlib
 import json
 import os
 import shutil
@@ -20,14 +19,9 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "src"))  # a source checkout
 
-
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+from resdist.checkpoint import file_sha256  # noqa: E402  (imports no MindSpore)
 
 
 CARD = """---
@@ -127,7 +121,7 @@ def main(argv=None):
 
     raw = args.repo_link.rstrip("/") + "/raw/main/hub/assets/"
     assets = "\n".join(f"  - file-format: {fmt}\n    asset-link: {raw}{args.model_name}.{fmt}\n"
-                       f"    asset-sha256: {sha256(base + '.' + fmt)}" for fmt in ("ckpt", "mindir", "onnx"))
+                       f"    asset-sha256: {file_sha256(base + '.' + fmt)}" for fmt in ("ckpt", "mindir", "onnx"))
     split = result["split"].replace(":", "")
     card = CARD.format(model=args.model_name, arch=args.arch, version=args.version,
                        accuracy=round(float(result["top1"]), 2), author=args.author,

@@ -8,6 +8,7 @@ from conftest import ROOT
 
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 
+import cifar10_study  # noqa: E402,F401
 import memory_model  # noqa: E402,F401
 import onednn_profile  # noqa: E402
 import runtime_settings  # noqa: E402
@@ -65,3 +66,24 @@ def test_graph_of_a_real_network_has_its_shortcuts():
     assert r20["peak_bytes"] > p20["peak_bytes"] and r20["shortcut_bytes_at_peak"] > 0
     # convolution FLOPs of ResNet-20 (He et al.: about 41 M multiply-adds) plus the projections
     assert 80e6 < r20["flops"] < 84e6
+
+
+def test_study_commands_carry_no_machine_paths_and_the_table_averages_seeds(tmp_path):
+    import json as json_module
+
+    import cifar10_study as study
+
+    cmd = ["/usr/bin/python", "train.py", "--data_path", "/data/cifar", "--output_dir", "/runs/study/plain56_rd_seed1",
+           "--teacher_ckpt", os.path.join(study.ROOT, "bench", "results", "cifar10_study", "resnet56_teacher.ckpt")]
+    assert study.portable(cmd, "/data/cifar", "/runs/study") == (
+        "python train.py --data_path DATA_PATH --output_dir OUTPUT_DIR/plain56_rd_seed1 "
+        "--teacher_ckpt bench/results/cifar10_study/resnet56_teacher.ckpt")
+    for row, final, best in (("plain56_rd_seed1", 60.0, 61.0), ("plain56_rd_seed2", 64.0, 64.5)):
+        epochs = [{"epoch": 1, "val_top1": best}, {"epoch": 2, "val_top1": final}]
+        (tmp_path / f"{row}.json").write_text(json_module.dumps(
+            {"row": row, "group": study.BY_NAME[row].group, "seed": study.BY_NAME[row].seed, "final_val_top1": final,
+             "best_val_top1": best, "best_epoch": 1, "wall_seconds": 600, "epochs": epochs}))
+    study.report(str(tmp_path))
+    table = (tmp_path / "table.md").read_text()
+    assert "| plain56_rd | 1,2 | 62.00 ± 2.00 (60.00, 64.00) | 61.00 @ 1, 64.50 @ 1 | 10 min, 10 min |" in table
+    assert (tmp_path / "val_top1.png").stat().st_size > 1000

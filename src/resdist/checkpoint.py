@@ -20,6 +20,17 @@ class CheckpointError(UserError, ValueError):
     """A checkpoint is missing, unreadable or does not fit the network; the message says which and why."""
 
 
+def file_sha256(path):
+    """The sha256 of a file (what model cards and study records give for published checkpoints)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def network_params(net):
     """{name relative to ``net``: Parameter}, independent of any parent Cell's prefix."""
     return dict(net.parameters_and_names())
