@@ -8,8 +8,6 @@ from conftest import ROOT
 
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 
-import cifar10_study  # noqa: E402,F401
-import memory_model  # noqa: E402,F401
 import onednn_profile  # noqa: E402
 import runtime_settings  # noqa: E402
 
