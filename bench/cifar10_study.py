@@ -140,14 +140,16 @@ def report(results_dir):
     groups = {}
     for name, r in results.items():
         groups.setdefault(r["group"], []).append(r)
-    lines = ["| row | seeds | final val top-1 (%) | best val top-1 (%) at epoch | wall time per run |",
+    lines = ["| row | seeds | final val top-1 (%) | best val top-1 (%) at epoch | time per run (epochs summed) |",
              "|---|---|---|---|---|"]
     for group, rows in groups.items():
         final_mean, final_spread = _mean_spread([r["final_val_top1"] for r in rows])
         best_txt = ", ".join(f"{r['best_val_top1']:.2f} @ {r['best_epoch']}" for r in rows)
         spread = f" ± {final_spread:.2f}" if final_spread is not None else ""
         seeds = ",".join(str(r["seed"]) for r in rows)
-        wall = ", ".join(f"{r['wall_seconds'] / 60:.0f} min" for r in rows)
+        # summed epoch times (training + validation) survive a killed runner; wall_seconds counts only the
+        # runner invocations that saw the row finish
+        wall = ", ".join(f"{r.get('epoch_seconds_total', r['wall_seconds']) / 60:.0f} min" for r in rows)
         each = " (" + ", ".join(f"{r['final_val_top1']:.2f}" for r in rows) + ")" if len(rows) > 1 else ""
         lines.append(f"| {group} | {seeds} | {final_mean:.2f}{spread}{each} | {best_txt} | {wall} |")
     table = "\n".join(lines) + "\n"

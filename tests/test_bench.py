@@ -80,7 +80,8 @@ def test_study_commands_carry_no_machine_paths_and_the_table_averages_seeds(tmp_
         epochs = [{"epoch": 1, "val_top1": best}, {"epoch": 2, "val_top1": final}]
         (tmp_path / f"{row}.json").write_text(json_module.dumps(
             {"row": row, "group": study.BY_NAME[row].group, "seed": study.BY_NAME[row].seed, "final_val_top1": final,
-             "best_val_top1": best, "best_epoch": 1, "wall_seconds": 600, "epochs": epochs}))
+             "best_val_top1": best, "best_epoch": 1, "wall_seconds": 60, "epoch_seconds_total": 600,
+             "epochs": epochs}))
     study.report(str(tmp_path))
     table = (tmp_path / "table.md").read_text()
     assert "| plain56_rd | 1,2 | 62.00 ± 2.00 (60.00, 64.00) | 61.00 @ 1, 64.50 @ 1 | 10 min, 10 min |" in table
