@@ -49,6 +49,10 @@ def test_resume_continues_epochs_and_optimizer_step(trained_run, tmp_path):
     state = ckpt_io.read(os.path.join(run, "last.ckpt"))
     assert int(state["global_step"].asnumpy()[0]) == 48  # 32 restored + 16 new, so the lr schedule continued
     assert "lr 0.00500" in open(os.path.join(run, "train.log")).read().split("resumed from")[1]
+    # the closing line names the best epoch over both sessions, the one best.ckpt holds
+    best = max(metrics, key=lambda m: m["val_top1"])
+    assert (f"final epoch 3: val top-1 {metrics[-1]['val_top1']:.2f}%; best {best['val_top1']:.2f}% at epoch "
+            f"{best['epoch']} (best.ckpt)") in open(os.path.join(run, "train.log")).read()
 
 
 def test_existing_run_is_not_overwritten(trained_run, capsys):

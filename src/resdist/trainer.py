@@ -237,6 +237,7 @@ def train(cfg, rank=0, group_size=1):
     meta = {**identity(cfg, cfg.arch), "procedure": cfg.procedure, "num_classes": num_classes,
             "dataset": cfg.dataset}
     names = objective.term_names
+    metrics = {}  # metrics.json as last written (rank 0)
     images_per_step = cfg.batch_size * group_size
 
     for epoch in range(start_epoch, cfg.epochs):
@@ -301,16 +302,17 @@ def train(cfg, rank=0, group_size=1):
         if rank == 0:
             manager.save_epoch(epoch + 1, state, deployable_params(deployable),
                                {**meta, "epoch": epoch + 1, "best_acc": best_acc}, is_best)
-            write_json(os.path.join(cfg.output_dir, "metrics.json"),
-                       _merge_history(cfg.output_dir, history, val_info["split"] if val_info else None))
-    if history and val_ds is not None:
-        best = max(history, key=lambda r: r["val_top1"])
+            metrics = _merge_history(cfg.output_dir, history, val_info["split"] if val_info else None)
+            write_json(os.path.join(cfg.output_dir, "metrics.json"), metrics)
+    summary = metrics.get("summary")  # over every session of a resumed run, as best.ckpt is
+    if history and summary:
         logger.info("final epoch %d: val top-1 %.2f%%; best %.2f%% at epoch %d (best.ckpt); validation: %s",
-                    history[-1]["epoch"], history[-1]["val_top1"], best["val_top1"], best["epoch"], val_info["split"])
-        if "official test split" in val_info["split"]:
+                    summary["final_epoch"], summary["final_val_top1"], summary["best_val_top1"],
+                    summary["best_epoch"], summary["validation"])
+        if summary["best_is_optimistic"]:
             logger.warning("best.ckpt was chosen by accuracy on the official test split, so its accuracy is an "
                            "optimistic estimate; report the final epoch's (%.2f%%) or hold out a validation split "
-                           "(--val_split 0.1)", history[-1]["val_top1"])
+                           "(--val_split 0.1)", summary["final_val_top1"])
     return history
 
 
