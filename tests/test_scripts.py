@@ -88,3 +88,15 @@ def test_export_script_passes_through_to_export_py(exported):
     assert result.returncode == 0, result.stderr[-2000:]
     assert (exported / "again.onnx").is_file() and "(OK)" in result.stdout
     assert "is not MINDIR, ONNX or AIR" in _bash("run_export.sh", exported / "best.ckpt", "plain20", "TFLITE").stderr
+
+
+@pytest.mark.parametrize("script,args,message", [
+    ("run_standalone_train.sh", ["/nonexistent.yaml", "/tmp"], "config /nonexistent.yaml does not exist"),
+    ("run_standalone_train.sh", ["CONFIG", "/nonexistent/data"], "data path /nonexistent/data is not a directory"),
+    ("run_eval.sh", ["CONFIG", "/nonexistent/data", "x.ckpt"], "data path /nonexistent/data is not a directory"),
+    ("run_eval.sh", ["CONFIG", "/tmp", "/nonexistent.ckpt"], "checkpoint /nonexistent.ckpt does not exist"),
+])
+def test_standalone_and_eval_scripts_check_their_paths(script, args, message):
+    config = os.path.join(ROOT, "configs", "cifar10_study.yaml")
+    result = _bash(script, *[config if a == "CONFIG" else a for a in args])
+    assert result.returncode == 2 and message in result.stderr
