@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 
-from benchutil import save_report  # bench/ is on sys.path when run as a script
+from benchutil import portable_command, save_report  # bench/ is on sys.path when run as a script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -110,7 +110,7 @@ def main(argv=None):
               f"{r['images_per_s']:8.1f} img/s  {r['vs_baseline']:.2f}x"
               + (f"  ({r['vs_pytorch']:.2f}x PyTorch)" if "vs_pytorch" in r else ""))
     report = {"date": time.strftime("%Y-%m-%d %H:%M"), "cpus": os.cpu_count(), "baseline": baseline,
-              "command": " ".join([os.path.basename(sys.argv[0])] + (argv if argv is not None else sys.argv[1:])),
+              "command": portable_command(sys.argv[0], argv if argv is not None else sys.argv[1:]),
               "steps": args.steps, "repeats": args.repeats, "results": rows}
     save_report(report, args.output)
     return 0

@@ -20,6 +20,24 @@ def test_settings_are_environment_variables_or_benchmark_arguments():
         runtime_settings.parse_setting("A")
 
 
+def test_recorded_commands_name_no_machine_folders():
+    import benchutil
+    command = benchutil.portable_command("/somewhere/bench/runtime_settings.py", [
+        "--output", os.path.join(ROOT, "bench", "results", "x.json"), "--output=/tmp/run7/y.json", "--nets", "r20"])
+    assert command == "runtime_settings.py --output bench/results/x.json --output=y.json --nets r20"
+
+
+def test_committed_bench_reports_name_no_machine_folders():
+    results = os.path.join(ROOT, "bench", "results")
+    for dirpath, _, names in os.walk(results):
+        for name in names:
+            if name.endswith((".json", ".md")):
+                with open(os.path.join(dirpath, name), encoding="utf-8") as f:
+                    text = f.read()
+                for folder in ("/work/", "/home/", "/root/", "/tmp/"):
+                    assert folder not in text, f"{name} names a machine folder {folder}"
+
+
 def test_a_single_setting_is_refused(capsys):
     with pytest.raises(SystemExit) as exc:
         runtime_settings.main(["--settings", "A=1"])
