@@ -126,6 +126,20 @@ def test_rd_run_logs_every_term_and_saves_a_deployable_student(trained_run, tmp_
     assert "train_state.connector.conv.weight" in state and "stages.0.0.conv1.dirac_alpha" in state
 
 
+def test_resumed_rd_reads_each_checkpoint_once(trained_run, tmp_path, monkeypatch):
+    """check_inputs validates the resume and teacher checkpoints before anything is written; training reuses
+    what it read (for ResNet-50 the training state is ~300 MB) instead of reading the files again."""
+    out = str(tmp_path / "rd")
+    teacher = os.path.join(trained_run, "best.ckpt")
+    args = RD + ["--procedure", "rd", "--teacher_ckpt", teacher, "--max_steps_per_epoch", "2", "--output_dir", out]
+    assert train_script.main(args + ["--epochs", "1"]) == 0
+    reads, real_read = [], ckpt_io.read
+    monkeypatch.setattr(ckpt_io, "read", lambda path, what="checkpoint": reads.append(path) or real_read(path, what))
+    assert train_script.main(args + ["--epochs", "2", "--resume", "auto"]) == 0
+    assert sorted(reads) == sorted([teacher, os.path.join(out, "last.ckpt")])
+    assert [m["epoch"] for m in json.load(open(os.path.join(out, "metrics.json")))["epochs"]] == [1, 2]
+
+
 def test_kd_and_fd_procedures_run(trained_run, tmp_path):
     teacher = os.path.join(trained_run, "best.ckpt")
     for procedure, term in [("kd", "kd "), ("fd", "fd ")]:

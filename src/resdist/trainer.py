@@ -52,20 +52,33 @@ def check_procedure(cfg):
 
 def check_inputs(cfg):
     """Everything that can be checked before an output folder is created or a graph compiled: the procedure,
-    the data set's files, and for distillation the teacher checkpoint and the RD settings."""
+    the data set's files, and for distillation the teacher checkpoint and the RD settings. Returns the
+    checkpoints it read ({path: contents}) so that ``train`` does not read them a second time."""
     check_procedure(cfg)
     check_dataset(cfg.dataset, cfg.data_path, cfg.val_split)
+    checkpoints = {}
     if cfg.resume:  # a refused resume must leave the run folder exactly as it was
         cfg.resume = resume_path(cfg)
-        state = ckpt_io.read(cfg.resume, "resume checkpoint")
-        ckpt_io.check_identity(state, "resume checkpoint", cfg.resume,
+        checkpoints[cfg.resume] = ckpt_io.read(cfg.resume, "resume checkpoint")
+        ckpt_io.check_identity(checkpoints[cfg.resume], "resume checkpoint", cfg.resume,
                                {**identity(cfg, cfg.arch), "procedure": cfg.procedure})
     if cfg.procedure in DISTILLATION:
         num_classes = cfg.num_classes or dataset_num_classes(cfg.dataset, cfg.data_path)
-        build_objective(cfg, build_network(cfg, cfg.arch, num_classes), num_classes)
+        if cfg.teacher_ckpt and is_model(teacher_arch(cfg)):
+            checkpoints[cfg.teacher_ckpt] = ckpt_io.read(cfg.teacher_ckpt, "teacher checkpoint")
+        # a copy: build_objective takes the teacher's entry out of what it is given
+        build_objective(cfg, build_network(cfg, cfg.arch, num_classes), num_classes, dict(checkpoints))
+    return checkpoints
 
 
-def load_teacher(cfg, num_classes):
+def _take(checkpoints, path, what):
+    """A checkpoint's contents: taken out of ``checkpoints`` ({path: contents}, read earlier) if there, so that
+    nothing keeps them once loaded, else read now."""
+    state = checkpoints.pop(path, None)
+    return ckpt_io.read(path, what) if state is None else state
+
+
+def load_teacher(cfg, num_classes, checkpoints):
     """The teacher network with ``teacher_ckpt`` loaded; clear errors if missing, unreadable or mismatched."""
     arch = teacher_arch(cfg)
     if not is_model(arch):
@@ -74,16 +87,17 @@ def load_teacher(cfg, num_classes):
         raise ConfigError(f"procedure={cfg.procedure} needs a trained teacher: pass --teacher_ckpt PATH "
                           f"(train one with --procedure teacher --arch {arch})")
     teacher = build_network(cfg, arch, num_classes)
-    state = ckpt_io.read(cfg.teacher_ckpt, "teacher checkpoint")
+    state = _take(checkpoints, cfg.teacher_ckpt, "teacher checkpoint")
     ckpt_io.load_network(teacher, state, "teacher checkpoint", cfg.teacher_ckpt, arch, identity(cfg, arch))
     return teacher
 
 
-def build_objective(cfg, net, num_classes):
-    """The loss Cell for ``cfg.procedure``; ``net`` is the network being trained (the student)."""
+def build_objective(cfg, net, num_classes, checkpoints=None):
+    """The loss Cell for ``cfg.procedure``; ``net`` is the network being trained (the student). ``checkpoints``
+    ({path: contents}) holds checkpoints already read; the teacher's is taken out of it once loaded."""
     if cfg.procedure in ("teacher", "plain"):
         return CrossEntropyObjective(net)
-    teacher = load_teacher(cfg, num_classes)
+    teacher = load_teacher(cfg, num_classes, {} if checkpoints is None else checkpoints)
     if cfg.procedure == "kd":
         return KnowledgeDistillation(net, teacher, cfg.kd_alpha, cfg.kd_temperature)
     injection_points = () if cfg.procedure == "fd" else (cfg.injection_points or None)
@@ -169,9 +183,11 @@ def prepare_output_dir(cfg, rank):
     return []
 
 
-def train(cfg, rank=0, group_size=1):
-    """Train as ``cfg`` says (``check_inputs(cfg)`` first gives earlier errors). Logging must be set up by the
+def train(cfg, rank=0, group_size=1, checkpoints=None):
+    """Train as ``cfg`` says (``check_inputs(cfg)`` first gives earlier errors; pass what it returns as
+    ``checkpoints`` to skip reading the resume and teacher checkpoints again). Logging must be set up by the
     caller; returns the list of epoch metrics."""
+    checkpoints = {} if checkpoints is None else checkpoints
     check_procedure(cfg)
     if cfg.amp_level != "O0" and cfg.device_target == "CPU":
         logger.warning("amp_level=%s is for Ascend/GPU; using O0 on CPU", cfg.amp_level)
@@ -194,7 +210,7 @@ def train(cfg, rank=0, group_size=1):
     net = build_network(cfg, cfg.arch, num_classes)
     if cfg.dirac:
         apply_dirac(net)
-    objective = apply_precision(build_objective(cfg, net, num_classes), cfg.amp_level)
+    objective = apply_precision(build_objective(cfg, net, num_classes, checkpoints), cfg.amp_level)
     if cfg.amp_level != "O0":
         logger.info("mixed precision %s (teacher and student alike; losses in float32), %s loss scale %g",
                     cfg.amp_level, cfg.loss_scale_type, cfg.loss_scale)
@@ -219,13 +235,14 @@ def train(cfg, rank=0, group_size=1):
 
     start_epoch, best_acc, history = 0, -1.0, []
     if cfg.resume:
-        state = ckpt_io.read(cfg.resume, "resume checkpoint")
+        state = _take(checkpoints, cfg.resume, "resume checkpoint")
         ckpt_io.load_network(deployable, state, "resume checkpoint", cfg.resume, cfg.arch,
                              {**identity(cfg, cfg.arch), "procedure": cfg.procedure})
         ckpt_io.load_extra_state(objective.extra_state(), state, cfg.resume)
         ckpt_io.load_optimizer(optimizer, objective, state, cfg.resume)
         start_epoch = int(ckpt_io.meta_value(state, "epoch", 0))
         best_acc = float(ckpt_io.meta_value(state, "best_acc", -1.0))
+        del state  # loaded: the host copy (for ResNet-50 with optimizer state ~300 MB) is not kept for the run
         logger.info("resumed from %s: %d epochs done, best val top-1 %.2f%%", cfg.resume, start_epoch, best_acc)
         if start_epoch >= cfg.epochs:
             logger.info("nothing to do: the run already has %d of %d epochs", start_epoch, cfg.epochs)
@@ -359,7 +376,7 @@ def run_job(cfg, cpu_note=""):
     context, the run folder, logging, config.yaml, training. Returns the epoch metrics."""
     import yaml
 
-    check_inputs(cfg)  # bad input fails before anything is written
+    checkpoints = check_inputs(cfg)  # bad input fails before anything is written
     rank, group_size = runtime.init_context(cfg.device_target, cfg.mode, cfg.seed, cfg.distribute, cfg.cpu_threads)
     removed = prepare_output_dir(cfg, rank)
     log_name = "train.log" if rank == 0 else f"train_rank{rank}.log"  # rank 0's is the run's summary log
@@ -375,7 +392,7 @@ def run_job(cfg, cpu_note=""):
     if rank == 0:
         with open(os.path.join(cfg.output_dir, "config.yaml"), "w", encoding="utf-8") as f:
             yaml.safe_dump(dict(cfg), f, sort_keys=True)
-    history = train(cfg, rank, group_size)
+    history = train(cfg, rank, group_size, checkpoints)
     if history:
         logger.info("finished: %s; checkpoints and metrics.json in %s",
                     ", ".join(f"{k} {v:.4g}" for k, v in history[-1].items() if k != "epoch"), cfg.output_dir)
