@@ -3,7 +3,7 @@
 and a model card in hub/mshub_res/assets/<publisher>/<version>/<model>.md, laid out as the Hub repository's
 validator expects (YAML header between two `---` lines; sections Introduction, Usage, Citation).
 
-    python scripts/make_hub_card.py --ckpt_file RUN/best.ckpt --arch plain20 --model_name plain20_rd_cifar10 \\
+    python scripts/make_hub_card.py --ckpt_file RUN/best.ckpt --arch plain56 --model_name plain56_rd_cifar10 \\
         --eval_json RUN/best_eval_cifar10.json --trained_with "bash scripts/run_cifar10_study.sh ..." \\
         --repo_link https://github.com/OWNER/REPO
 
