@@ -60,6 +60,28 @@ def test_teacher_is_bit_identical_after_training_steps_and_the_student_changes()
     assert "stem.conv.weight" in changed and "stages.0.0.bn1.moving_mean" in changed and "fc.weight" in changed
 
 
+@pytest.mark.parametrize("variant", ["paper", "joint"])
+def test_a_compiled_step_follows_eta_set_between_epochs(variant):
+    """The training loop sets eta each epoch after the step was compiled; the graph must use the new value
+    (a Parameter replaced with set_data kept the compile-time eta, 1.0, for the whole run)."""
+    ms.set_context(mode=ms.GRAPH_MODE)
+    student, teacher = _pair()
+    rd = ResidualDistillation(student, teacher, fd_lambda=0.001, variant=variant)
+    trainable = {n: p for n, p in rd.parameters_and_names() if p.requires_grad}
+    step = make_train_step(rd, create_optimizer(trainable, [0.0] * 4))  # lr 0: the weights stay put
+    rd.set_train(True)
+    images, labels = _batch()
+    losses = []
+    for eta in (1.0, 0.5, 0.25):
+        rd.set_eta(eta)
+        loss, _, (ce, mixed_ce, fd) = step(images, labels)
+        losses.append(float(loss))
+        if variant == "paper":
+            assert losses[-1] == pytest.approx(float(ce) + eta * float(mixed_ce) + 0.001 * float(fd), rel=1e-5)
+    # joint weighs the mixed paths' CE and feature terms (both positive) by eta: the loss falls with it
+    assert losses[0] > losses[1] > losses[2]
+
+
 def test_with_eta_and_lambda_zero_gradients_equal_plain_training():
     student, teacher = _pair()
     images, labels = _batch()

@@ -72,7 +72,9 @@ class ResidualDistillation(nn.Cell):
         return state
 
     def set_eta(self, value):
-        self.eta.set_data(Tensor(value, ms.float32))
+        # in place: a compiled step keeps the Parameter's storage, so set_data (a new tensor) would go unseen
+        # and the graph would train on with the eta it was compiled with
+        ops.assign(self.eta, Tensor(value, ms.float32))
 
     def teacher_logits(self, teacher_preact):
         """The teacher's final ReLU, pooling and classifier on a pre-ReLU feature of its last stage."""
