@@ -91,9 +91,17 @@ def test_study_commands_carry_no_machine_paths_and_the_table_averages_seeds(tmp_
 
     cmd = ["/usr/bin/python", "train.py", "--data_path", "/data/cifar", "--output_dir", "/runs/study/plain56_rd_seed1",
            "--teacher_ckpt", os.path.join(study.ROOT, "bench", "results", "cifar10_study", "resnet56_teacher.ckpt")]
-    assert study.portable(cmd, "/data/cifar", "/runs/study") == (
-        "python train.py --data_path DATA_PATH --output_dir OUTPUT_DIR/plain56_rd_seed1 "
-        "--teacher_ckpt bench/results/cifar10_study/resnet56_teacher.ckpt")
+    results = os.path.join(study.ROOT, "bench", "results", "cifar10_study")
+    expected = ("python train.py --data_path DATA_PATH --output_dir OUTPUT_DIR/plain56_rd_seed1 "
+                "--teacher_ckpt bench/results/cifar10_study/resnet56_teacher.ckpt")
+    assert study.portable(cmd, "/data/cifar", "/runs/study", results) == expected
+    # the runner started from another checkout (a worktree), writing into this one's results folder
+    other = ["/usr/bin/python", "train.py", "--data_path", "/data/cifar", "--output_dir",
+             "/runs/study/plain56_rd_seed1", "--teacher_ckpt", "/elsewhere/bench/results/cifar10_study/"
+             "resnet56_teacher.ckpt"]
+    assert study.portable(other, "/data/cifar", "/runs/study", "/elsewhere/bench/results/cifar10_study") == expected
+    other[-1] = "/mine/resnet56_teacher.ckpt"
+    assert study.portable(other, "/data/cifar", "/runs/study", "/mine").endswith("RESULTS_DIR/resnet56_teacher.ckpt")
     for row, final, best in (("plain56_rd_seed1", 60.0, 61.0), ("plain56_rd_seed2", 64.0, 64.5)):
         epochs = [{"epoch": 1, "val_top1": best}, {"epoch": 2, "val_top1": final}]
         (tmp_path / f"{row}.json").write_text(json_module.dumps(
