@@ -113,6 +113,7 @@ def test_rd_run_logs_every_term_and_saves_a_deployable_student(trained_run, tmp_
                                    "--eta_epochs", "2", "--output_dir", out]) == 0
     log = open(os.path.join(out, "train.log")).read()
     assert "epoch 1/2: eta 1.0000" in log and "epoch 2/2: eta 0.7500" in log
+    assert "network: plain20, 0.271M parameters (plain, plain_variant full); procedure rd" in log
     assert "ce " in log and "mixed_ce " in log and "fd " in log
     metrics = json.load(open(os.path.join(out, "metrics.json")))["epochs"]
     assert metrics[1]["train_mixed_ce"] < metrics[0]["train_mixed_ce"]

@@ -217,7 +217,9 @@ def train(cfg, rank=0, group_size=1, checkpoints=None):
     deployable = objective.deployable
     trainable = {n: p for n, p in objective.parameters_and_names() if p.requires_grad}
     logger.info("network: %s, %.3fM parameters (%s); procedure %s", cfg.arch,
-                sum(p.size for p in deployable.trainable_params()) / 1e6, type(deployable).__name__, cfg.procedure)
+                sum(p.size for p in deployable.trainable_params()) / 1e6,
+                "with shortcuts" if deployable.residual else f"plain, plain_variant {cfg.plain_variant}",
+                cfg.procedure)
 
     steps_per_epoch = train_ds.get_dataset_size()
     if cfg.max_steps_per_epoch:
