@@ -114,24 +114,35 @@ def test_the_published_checkpoint_is_the_named_network(path):
 
 @pytest.mark.parametrize("path", CARDS, ids=os.path.basename)
 def test_the_card_accuracy_is_what_eval_measures_on_real_data(path, real_cifar10, tmp_path):
-    """The card's accuracy is re-measured from the committed files on the held-out data_batch_5 it names."""
+    """The card's accuracy is re-measured from the committed checkpoint on the held-out data_batch_5 it names, and
+    the committed MindIR and ONNX files are that checkpoint's network (same logits on 200 of those images; the
+    exported files take one image per call, which for MindIR costs ~0.1 s)."""
     import json
 
     import yaml
 
     import eval as eval_script
+    from resdist.data import create_dataset
+    from resdist.export import load_exported
 
     header = yaml.safe_load(open(path, encoding="utf-8").read().split("---")[1])
     assert "data_batch_5" in open(path, encoding="utf-8").read()
     base = os.path.join(ROOT, "hub", "assets", header["model-name"])
     arch = PUBLISHED[header["model-name"]][0]
-    common = ["--arch", arch, "--dataset", "cifar10", "--data_path", real_cifar10, "--val_split", "data_batch_5"]
-    top1 = {}
-    for flag, suffix in (("--ckpt_file", ".ckpt"), ("--onnx", ".onnx")):
-        out = str(tmp_path / f"{suffix[1:]}.json")
-        assert eval_script.main(common + [flag, base + suffix, "--output_json", out]) == 0
-        result = json.load(open(out))
-        assert result["num_samples"] == 10000
-        top1[suffix] = result["top1"]
-    assert round(top1[".ckpt"], 2) == header["accuracy"]
-    assert abs(top1[".onnx"] - header["accuracy"]) <= 0.05  # BN folded in the export: a tie may flip
+    out = str(tmp_path / "ckpt.json")
+    assert eval_script.main(["--arch", arch, "--dataset", "cifar10", "--data_path", real_cifar10, "--val_split",
+                             "data_batch_5", "--ckpt_file", base + ".ckpt", "--output_json", out]) == 0
+    result = json.load(open(out))
+    assert result["num_samples"] == 10000 and round(result["top1"], 2) == header["accuracy"]
+
+    import mindspore as ms
+
+    data, _ = create_dataset("cifar10", real_cifar10, "val", 100, val_split="data_batch_5")
+    images = np.concatenate([b[0] for _, b in zip(range(2), data.create_tuple_iterator(output_numpy=True))])
+    net = _hub_conf().create_network(header["model-name"], ckpt_file=base + ".ckpt")
+    expected = net(ms.Tensor(images)).asnumpy()
+    for suffix in (".mindir", ".onnx"):
+        logits = load_exported(base + suffix)[0](images)
+        # BatchNorm is folded into the convolutions in the exported files: float rounding differs, not the net
+        np.testing.assert_allclose(logits, expected, atol=1e-3, rtol=1e-3, err_msg=suffix)
+        assert (logits.argmax(1) != expected.argmax(1)).sum() <= 1, suffix  # a near-tie may flip, no more
