@@ -18,13 +18,14 @@ import argparse
 import fcntl
 import json
 import os
+import re
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 
 from benchutil import save_report
-from plotting import line_chart
+from plotting import PALETTE, side_by_side
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src"))
 from resdist.checkpoint import file_sha256  # noqa: E402  (imports no MindSpore)
@@ -164,11 +165,24 @@ def report(results_dir):
     with open(os.path.join(results_dir, "table.md"), "w", encoding="utf-8") as f:
         f.write(table)
     print(table)
-    series = {name: ([e["epoch"] for e in r["epochs"]], [e["val_top1"] for e in r["epochs"]])
-              for name, r in results.items()}
-    png = line_chart(series, os.path.join(results_dir, "val_top1.png"),
-                     "CIFAR-10 study: validation top-1 per epoch (held-out data_batch_5)", "epoch", "val top-1 (%)",
-                     dashed=[n for n in series if "teacher" in n])
+    # one panel per depth, on one y scale; a row's colour says its role (teacher, alone, KD, RD, ...), the same
+    # in both panels, and rows are drawn in the study's order whatever order they finished in
+    def role(name):  # plain56_rd_seed1 -> plain_rd (the row of seed 1 is the one without a suffix at depth 20)
+        net, rest = name.split("_", 1)
+        return re.sub(r"\d+", "", net) + "_" + re.sub(r"_seed1$", "", rest)
+
+    order = [r.name for r in ROWS] + sorted(set(results) - set(BY_NAME))
+    roles = list(dict.fromkeys(role(name) for name in order))
+    by_depth = {}
+    for name in sorted(results, key=order.index):
+        epochs = results[name]["epochs"]
+        depth = int(re.match(r"[a-z]+(\d+)", name).group(1))
+        by_depth.setdefault(depth, {})[name] = ([e["epoch"] for e in epochs], [e["val_top1"] for e in epochs])
+    panels = [{"series": series, "title": f"depth {depth}: validation top-1 per epoch (held-out data_batch_5)",
+               "xlabel": "epoch", "ylabel": "val top-1 (%)", "dashed": [n for n in series if "teacher" in n],
+               "colours": {n: PALETTE[roles.index(role(n)) % len(PALETTE)] for n in series}}
+              for depth, series in sorted(by_depth.items())]
+    png = side_by_side(panels, os.path.join(results_dir, "val_top1.png"))
     return [os.path.join(results_dir, "table.md"), png]
 
 

@@ -1,5 +1,6 @@
 """Small line charts as PNG with Pillow (a project dependency), so benchmark and study scripts need no plotting
-library. ``line_chart`` draws one or more series with axes, ticks, a title and a legend."""
+library. ``line_chart`` draws one or more series with axes, ticks, a title and a legend; ``side_by_side``
+puts several such charts in one image."""
 import math
 
 from PIL import Image, ImageDraw, ImageFont
@@ -24,6 +25,26 @@ def _ticks(lo, hi, count=6):
 
 def line_chart(series, path, title, xlabel, ylabel, size=(900, 560), dashed=()):
     """Write a PNG line chart. ``series``: {label: (xs, ys)}; labels in ``dashed`` are drawn with dashes."""
+    chart_image(series, title, xlabel, ylabel, size, dashed).save(path)
+    return path
+
+
+def side_by_side(panels, path, size=(760, 520)):
+    """Write several charts next to each other in one PNG, on one y scale so that their heights compare.
+    ``panels``: a list of dicts of ``chart_image``'s keyword arguments (series, title, xlabel, ylabel, ...)."""
+    ys_all = [y for panel in panels for _, ys in panel["series"].values() for y in ys]
+    y_range = (min(ys_all), max(ys_all))
+    images = [chart_image(size=size, y_range=y_range, **panel) for panel in panels]
+    sheet = Image.new("RGB", (size[0] * len(images), size[1]), "white")
+    for i, image in enumerate(images):
+        sheet.paste(image, (size[0] * i, 0))
+    sheet.save(path)
+    return path
+
+
+def chart_image(series, title, xlabel, ylabel, size=(900, 560), dashed=(), y_range=None, colours=None):
+    """The chart as a Pillow image; ``y_range`` (lo, hi) fixes the y axis, else it covers the data; ``colours``
+    ({label: (r, g, b)}) overrides the palette for those labels."""
     width, height = size
     left, right, top, bottom = 70, 250, 40, 55
     image = Image.new("RGB", size, "white")
@@ -31,7 +52,8 @@ def line_chart(series, path, title, xlabel, ylabel, size=(900, 560), dashed=()):
     font = ImageFont.load_default()
     xs_all = [x for xs, _ in series.values() for x in xs]
     ys_all = [y for _, ys in series.values() for y in ys]
-    xticks, yticks = _ticks(min(xs_all), max(xs_all)), _ticks(min(ys_all), max(ys_all))
+    y_lo, y_hi = y_range or (min(ys_all), max(ys_all))
+    xticks, yticks = _ticks(min(xs_all), max(xs_all)), _ticks(y_lo, y_hi)
     x0, x1, y0, y1 = xticks[0], xticks[-1], yticks[0], yticks[-1]
 
     def to_px(x, y):
@@ -53,7 +75,7 @@ def line_chart(series, path, title, xlabel, ylabel, size=(900, 560), dashed=()):
     draw.text((8, top - 22), ylabel, fill="black", font=font)
 
     for i, (label, (xs, ys)) in enumerate(series.items()):
-        colour = PALETTE[i % len(PALETTE)]
+        colour = (colours or {}).get(label, PALETTE[i % len(PALETTE)])
         points = [to_px(x, y) for x, y in zip(xs, ys)]
         for a, b in zip(points, points[1:]):
             if label in dashed:
@@ -68,5 +90,4 @@ def line_chart(series, path, title, xlabel, ylabel, size=(900, 560), dashed=()):
         ly = top + 8 + 16 * i
         draw.line([(width - right + 12, ly), (width - right + 32, ly)], fill=colour, width=3)
         draw.text((width - right + 38, ly), label, fill="black", font=font, anchor="lm")
-    image.save(path)
-    return path
+    return image

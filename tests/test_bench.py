@@ -102,7 +102,8 @@ def test_study_commands_carry_no_machine_paths_and_the_table_averages_seeds(tmp_
     assert study.portable(other, "/data/cifar", "/runs/study", "/elsewhere/bench/results/cifar10_study") == expected
     other[-1] = "/mine/resnet56_teacher.ckpt"
     assert study.portable(other, "/data/cifar", "/runs/study", "/mine").endswith("RESULTS_DIR/resnet56_teacher.ckpt")
-    for row, final, best in (("plain56_rd_seed1", 60.0, 61.0), ("plain56_rd_seed2", 64.0, 64.5)):
+    for row, final, best in (("plain56_rd_seed1", 60.0, 61.0), ("plain56_rd_seed2", 64.0, 64.5),
+                             ("plain20_alone", 70.0, 70.0)):
         epochs = [{"epoch": 1, "val_top1": best}, {"epoch": 2, "val_top1": final}]
         (tmp_path / f"{row}.json").write_text(json_module.dumps(
             {"row": row, "group": study.BY_NAME[row].group, "seed": study.BY_NAME[row].seed, "final_val_top1": final,
@@ -111,4 +112,7 @@ def test_study_commands_carry_no_machine_paths_and_the_table_averages_seeds(tmp_
     study.report(str(tmp_path))
     table = (tmp_path / "table.md").read_text()
     assert "| plain56_rd | 1,2 | 62.00 ± 2.00 (60.00, 64.00) | 61.00 @ 1, 64.50 @ 1 | 10 min, 10 min |" in table
-    assert (tmp_path / "val_top1.png").stat().st_size > 1000
+    from PIL import Image
+
+    with Image.open(tmp_path / "val_top1.png") as png:  # one panel per depth, side by side
+        assert png.size == (2 * 760, 520)
