@@ -115,10 +115,11 @@ def test_the_published_checkpoint_is_the_named_network(path):
 @pytest.mark.parametrize("path", CARDS, ids=os.path.basename)
 def test_the_card_accuracy_is_what_eval_measures_on_real_data(path, real_cifar10, tmp_path):
     """The card's accuracy is re-measured from the committed checkpoint on the held-out data_batch_5 it names, and
-    the committed MindIR and ONNX files are that checkpoint's network (same logits on 200 of those images; the
-    exported files take one image per call, which for MindIR costs ~0.1 s)."""
+    the committed MindIR and ONNX files are that checkpoint's network (same logits on 200 of those images: the
+    exported files take one image per call, which is slow for MindIR)."""
     import json
 
+    import mindspore as ms
     import yaml
 
     import eval as eval_script
@@ -134,8 +135,6 @@ def test_the_card_accuracy_is_what_eval_measures_on_real_data(path, real_cifar10
                              "data_batch_5", "--ckpt_file", base + ".ckpt", "--output_json", out]) == 0
     result = json.load(open(out))
     assert result["num_samples"] == 10000 and round(result["top1"], 2) == header["accuracy"]
-
-    import mindspore as ms
 
     data, _ = create_dataset("cifar10", real_cifar10, "val", 100, val_split="data_batch_5")
     images = np.concatenate([b[0] for _, b in zip(range(2), data.create_tuple_iterator(output_numpy=True))])
