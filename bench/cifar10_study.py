@@ -171,7 +171,7 @@ def report(results_dir):
         net, rest = name.split("_", 1)
         return re.sub(r"\d+", "", net) + "_" + re.sub(r"_seed1$", "", rest)
 
-    order = [r.name for r in ROWS] + sorted(set(results) - set(BY_NAME))
+    order = [r.name for r in ROWS]  # load_results reads the study's rows only
     roles = list(dict.fromkeys(role(name) for name in order))
     by_depth = {}
     for name in sorted(results, key=order.index):
@@ -276,16 +276,45 @@ def parse_args(argv):
     return args
 
 
+def runner_active(output_dir):
+    """True while a runner holds the lock of ``output_dir`` (see main)."""
+    path = os.path.join(output_dir, ".lock")
+    if not os.path.isfile(path):
+        return False
+    with open(path) as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(lock, fcntl.LOCK_UN)
+    return False
+
+
+def row_status(row, run_dir, result):
+    if result is not None:
+        return f"done: final {result['final_val_top1']:.2f}%, best {result['best_val_top1']:.2f}% at epoch " \
+               f"{result['best_epoch']}"
+    if not os.path.isfile(os.path.join(run_dir, "last.ckpt")):
+        return "to do"
+    epochs = 0
+    try:
+        with open(os.path.join(run_dir, "metrics.json"), encoding="utf-8") as f:
+            epochs = len(json.load(f)["epochs"])
+    except (OSError, ValueError, KeyError):
+        pass
+    return f"started: {epochs} epoch(s) done, continues from last.ckpt"
+
+
 def main(argv=None):
     args = parse_args(argv)
     os.makedirs(args.results_dir, exist_ok=True)
     if args.list:
         done = load_results(args.results_dir)
+        active = runner_active(args.output_dir)
+        print(f"run folders in {args.output_dir}: "
+              + ("a runner is working there now" if active else "no runner active"))
         for row in ROWS:
-            run_dir = os.path.join(args.output_dir, row.name)
-            status = ("done: final {:.2f}%".format(done[row.name]["final_val_top1"]) if row.name in done else
-                      "interrupted (resumes)" if os.path.isfile(os.path.join(run_dir, "last.ckpt")) else "to do")
-            print(f"{row.name:30s} {status}")
+            print(f"{row.name:30s} {row_status(row, os.path.join(args.output_dir, row.name), done.get(row.name))}")
         return 0
     if args.report:
         report(args.results_dir)

@@ -116,3 +116,44 @@ def test_study_commands_carry_no_machine_paths_and_the_table_averages_seeds(tmp_
 
     with Image.open(tmp_path / "val_top1.png") as png:  # one panel per depth, side by side
         assert png.size == (2 * 760, 520)
+
+
+def test_study_runner_skips_finished_rows_and_continues_an_interrupted_one(tmp_path):
+    """The real runner, twice over two tiny rows (synthetic images instead of the recipe's CIFAR-10 budget): rows
+    with a result are skipped and their files left alone; a row whose result is missing but whose run folder has
+    a checkpoint continues from it (here: to a second epoch) instead of starting again."""
+    import json
+    import subprocess
+
+    runs, results = tmp_path / "runs", tmp_path / "results"
+    tiny = ["--set", "dataset=synthetic", "--set", "data_path=", "--set", "val_split=auto", "--set", "train_subset=0", "--set",
+            "synthetic_train_size=64", "--set", "synthetic_val_size=32", "--set", "batch_size=32", "--set",
+            "warmup_epochs=0", "--set", "log_interval=1"]
+
+    def runner(*args):
+        cmd = [sys.executable, os.path.join(ROOT, "bench", "cifar10_study.py"), "--data_path", str(tmp_path),
+               "--output_dir", str(runs), "--results_dir", str(results)] + tiny + list(args)
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+
+    first = runner("--rows", "resnet20_teacher,plain20_alone", "--set", "epochs=1")
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
+    assert {"resnet20_teacher.json", "resnet20_teacher.ckpt", "plain20_alone.json", "table.md", "val_top1.png"} <= \
+        {p.name for p in results.iterdir()}
+    row = json.loads((results / "plain20_alone.json").read_text())
+    assert [e["epoch"] for e in row["epochs"]] == [1] and str(tmp_path) not in row["command"]
+    before = {p.name: p.read_bytes() for p in results.iterdir()}
+
+    again = runner("--rows", "resnet20_teacher,plain20_alone", "--set", "epochs=1")
+    assert again.returncode == 0 and "[resnet20_teacher] done, skipped" in again.stdout
+    assert "[plain20_alone] done, skipped" in again.stdout
+    assert {p.name: p.read_bytes() for p in results.iterdir()} == before
+
+    (results / "plain20_alone.json").unlink()  # as if the runner had died after the row's first epoch
+    listed = runner("--list")
+    assert "plain20_alone                  started: 1 epoch(s) done, continues from last.ckpt" in listed.stdout
+    resumed = runner("--rows", "plain20_alone", "--set", "epochs=2")
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
+    assert "[plain20_alone] resuming" in resumed.stdout
+    row2 = json.loads((results / "plain20_alone.json").read_text())
+    assert [e["epoch"] for e in row2["epochs"]] == [1, 2]
+    assert row2["epochs"][0] == row["epochs"][0]  # epoch 1 kept, not trained again
