@@ -126,9 +126,10 @@ def test_study_runner_skips_finished_rows_and_continues_an_interrupted_one(tmp_p
     import subprocess
 
     runs, results = tmp_path / "runs", tmp_path / "results"
-    tiny = ["--set", "dataset=synthetic", "--set", "data_path=", "--set", "val_split=auto", "--set", "train_subset=0", "--set",
-            "synthetic_train_size=64", "--set", "synthetic_val_size=32", "--set", "batch_size=32", "--set",
-            "warmup_epochs=0", "--set", "log_interval=1"]
+    tiny = []
+    for setting in ("dataset=synthetic", "data_path=", "val_split=auto", "train_subset=0", "synthetic_train_size=64",
+                    "synthetic_val_size=32", "batch_size=32", "warmup_epochs=0", "log_interval=1"):
+        tiny += ["--set", setting]
 
     def runner(*args):
         cmd = [sys.executable, os.path.join(ROOT, "bench", "cifar10_study.py"), "--data_path", str(tmp_path),
