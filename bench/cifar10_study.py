@@ -140,6 +140,16 @@ def _mean_spread(values):
     return mean, (max(values) - min(values)) / 2 if len(values) > 1 else None
 
 
+def row_colours(names):
+    """A row's plot colour says its role: its procedure and its overrides, not its depth or seed, so that both
+    panels use one colour for, say, RD, and the seeds of one row share theirs."""
+    roles = {}
+    for name in names:
+        row = BY_NAME[name]
+        roles.setdefault((row.procedure, tuple(sorted(row.overrides.items()))), []).append(name)
+    return {name: PALETTE[i % len(PALETTE)] for i, members in enumerate(roles.values()) for name in members}
+
+
 def report(results_dir):
     """Regenerate table.md (mean and half-range over seeds per group) and val_top1.png from the row JSONs."""
     results = load_results(results_dir)
@@ -165,22 +175,18 @@ def report(results_dir):
     with open(os.path.join(results_dir, "table.md"), "w", encoding="utf-8") as f:
         f.write(table)
     print(table)
-    # one panel per depth, on one y scale; a row's colour says its role (teacher, alone, KD, RD, ...), the same
-    # in both panels, and rows are drawn in the study's order whatever order they finished in
-    def role(name):  # plain56_rd_seed1 -> plain_rd (the row of seed 1 is the one without a suffix at depth 20)
-        net, rest = name.split("_", 1)
-        return re.sub(r"\d+", "", net) + "_" + re.sub(r"_seed1$", "", rest)
-
+    # one panel per depth, on one y scale; rows are drawn in the study's order whatever order they finished in
     order = [r.name for r in ROWS]  # load_results reads the study's rows only
-    roles = list(dict.fromkeys(role(name) for name in order))
+    colours = row_colours(order)
     by_depth = {}
     for name in sorted(results, key=order.index):
         epochs = results[name]["epochs"]
-        depth = int(re.match(r"[a-z]+(\d+)", name).group(1))
+        depth = int(re.search(r"\d+", BY_NAME[name].arch).group())
         by_depth.setdefault(depth, {})[name] = ([e["epoch"] for e in epochs], [e["val_top1"] for e in epochs])
     panels = [{"series": series, "title": f"depth {depth}: validation top-1 per epoch (held-out data_batch_5)",
-               "xlabel": "epoch", "ylabel": "val top-1 (%)", "dashed": [n for n in series if "teacher" in n],
-               "colours": {n: PALETTE[roles.index(role(n)) % len(PALETTE)] for n in series}}
+               "xlabel": "epoch", "ylabel": "val top-1 (%)",
+               "dashed": [n for n in series if BY_NAME[n].procedure == "teacher"],
+               "colours": {n: colours[n] for n in series}}
               for depth, series in sorted(by_depth.items())]
     png = side_by_side(panels, os.path.join(results_dir, "val_top1.png"))
     return [os.path.join(results_dir, "table.md"), png]

@@ -116,6 +116,12 @@ def test_study_commands_carry_no_machine_paths_and_the_table_averages_seeds(tmp_
 
     with Image.open(tmp_path / "val_top1.png") as png:  # one panel per depth, side by side
         assert png.size == (2 * 760, 520)
+    colours = study.row_colours([row.name for row in study.ROWS])  # a colour per role, whatever depth or seed
+    assert colours["plain56_rd_seed1"] == colours["plain56_rd_seed2"] == colours["plain20_rd"]
+    assert colours["resnet20_teacher"] == colours["resnet56_teacher"]
+    assert colours["plain56_alone_seed2"] == colours["plain20_alone"] != colours["plain20_kd"]
+    assert len({colours[n] for n in ("plain56_rd_seed1", "plain56_rd_eta1", "plain56_rd_keep_downsample",
+                                     "plain56_kd", "plain56_alone_seed1", "resnet56_teacher")}) == 6
 
 
 def test_study_runner_skips_finished_rows_and_continues_an_interrupted_one(tmp_path):
