@@ -114,7 +114,8 @@ OPTIONS = [
     Option("num_classes", 0, "number of classes; 0 takes it from the data set", check=_non_negative),
     Option("image_size", 224, "input size for image folders (CIFAR and synthetic are 32)", check=_positive),
     Option("batch_size", 128, "images per step per device", check=_positive, scope="train,eval"),
-    Option("num_parallel_workers", 2, "dataset engine workers for decoding and augmentation", check=_positive, scope="train,eval"),
+    Option("num_parallel_workers", 2, "dataset engine workers for decoding and augmentation", check=_positive,
+           scope="train,eval"),
     Option("train_subset", 0, "train on a fixed subset of this many training images (the same images whatever "
            "the seed; 0: all), e.g. for short studies", check=_non_negative, scope="train,eval"),
     Option("synthetic_train_size", 2048, "synthetic data set: training images", check=_positive, scope="train,eval"),
