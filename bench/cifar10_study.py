@@ -282,15 +282,26 @@ def parse_args(argv):
     return args
 
 
+def lock_path(output_dir):
+    """One runner at a time per ``output_dir``: it holds an exclusive lock on this file while it runs."""
+    return os.path.join(output_dir, ".lock")
+
+
+def try_lock(lock):
+    """Take the exclusive lock on the open file ``lock`` without waiting; False if another process holds it."""
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
 def runner_active(output_dir):
     """True while a runner holds the lock of ``output_dir`` (see main)."""
-    path = os.path.join(output_dir, ".lock")
-    if not os.path.isfile(path):
+    if not os.path.isfile(lock_path(output_dir)):
         return False
-    with open(path) as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+    with open(lock_path(output_dir)) as lock:
+        if not try_lock(lock):
             return True
         fcntl.flock(lock, fcntl.LOCK_UN)
     return False
@@ -326,11 +337,9 @@ def main(argv=None):
         report(args.results_dir)
         return 0
     os.makedirs(args.output_dir, exist_ok=True)
-    with open(os.path.join(args.output_dir, ".lock"), "w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise SystemExit(f"another study runner is using {args.output_dir}; wait for it or stop it") from None
+    with open(lock_path(args.output_dir), "w") as lock:
+        if not try_lock(lock):
+            raise SystemExit(f"another study runner is using {args.output_dir}; wait for it or stop it")
         for row in args.selected:
             if os.path.isfile(os.path.join(args.results_dir, f"{row.name}.json")):
                 print(f"[{row.name}] done, skipped")
