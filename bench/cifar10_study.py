@@ -1,17 +1,20 @@
 #!/usr/bin/env python
-"""The CIFAR-10 depth study: does Residual Distillation make a deep plain network trainable?
+"""The CIFAR-10 studies: does Residual Distillation make a deep plain network trainable, and as accurate as its ResNet?
 
-Every row trains with the shared budget of configs/cifar10_study.yaml (a fixed 10,000-image training subset,
-12 epochs, validation on the held-out data_batch_5) and adds its network, procedure, teacher and seed:
+Two named studies, each a list of rows trained with one shared budget (a recipe YAML) to which every row adds its
+network, procedure, teacher and seed; validation is the held-out data_batch_5 in both:
+  converged  configs/cifar10_converged.yaml: all 40,000 training images, 30 epochs (9,360 steps)
+  short      configs/cifar10_study.yaml: a fixed 10,000-image subset, 12 epochs (936 steps); the budget-limited
+             record, finished
 
     python bench/cifar10_study.py --data_path ../shared/data/cifar-10-batches-bin            # run what is left
-    python bench/cifar10_study.py --data_path DIR --rows plain56_rd_seed1                    # one row
-    python bench/cifar10_study.py --list                                                     # what is done
+    python bench/cifar10_study.py --data_path DIR --rows plain20_rd                          # one row
+    python bench/cifar10_study.py --study short --list                                       # what is done
     python bench/cifar10_study.py --report                                                   # table and plot only
 
 Resumable and idempotent: a row whose result JSON exists is skipped; a row interrupted part-way continues from
 its run folder's last.ckpt (``train.py --resume auto``); a student waits for its teacher's row. Each finished row
-writes bench/results/cifar10_study/<row>.json (with --git_commit, committed at once) and the table and plot are
+writes bench/results/<study folder>/<row>.json (with --git_commit, committed at once) and the table and plot are
 regenerated. Run folders (checkpoints, logs) stay under --output_dir, outside git.
 """
 import argparse
@@ -31,7 +34,6 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 from resdist.checkpoint import file_sha256  # noqa: E402  (imports no MindSpore)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RECIPE = "configs/cifar10_study.yaml"
 
 
 @dataclass(frozen=True)
@@ -49,10 +51,25 @@ class Row:
         return self.name.rsplit("_seed", 1)[0]
 
 
-# In the order they run: teachers, then the comparisons that matter most, then seeds and variants. The two
+@dataclass(frozen=True)
+class Study:
+    name: str
+    recipe: str                # the shared budget of every row
+    results: str               # its results folder, relative to the repository
+    rows: tuple                # in the order they run
+
+    def row(self, name):
+        return next(r for r in self.rows if r.name == name)
+
+    @property
+    def names(self):
+        return [r.name for r in self.rows]
+
+
+# In the order they ran: teachers, then the comparisons that matter most, then seeds and variants. The two
 # "eta1" rows (eta fixed at 1, the ablation) ran first by accident: until commit c3608dc the compiled step kept
 # eta at 1.0 whatever the schedule said; their JSONs say so. --eta_min 1 gives that run with today's code.
-ROWS = [
+SHORT = Study("short", "configs/cifar10_study.yaml", os.path.join("bench", "results", "cifar10_study"), (
     Row("resnet20_teacher", "resnet20", "teacher"),
     Row("resnet56_teacher", "resnet56", "teacher"),
     Row("plain56_alone_seed1", "plain56", "plain"),
@@ -67,8 +84,22 @@ ROWS = [
     Row("plain56_rd_seed2", "plain56", "rd", "resnet56_teacher", seed=2),
     Row("plain56_rd_keep_downsample", "plain56", "rd", "resnet56_teacher",
         overrides={"plain_variant": "keep_downsample"}),
-]
-BY_NAME = {r.name: r for r in ROWS}
+))
+# Depth 20 first, so that a converged, deployable plain student exists early; then depth 56; then, as time
+# allows, a second RD-56 seed, KD at depth 56 and RD without the feature term (lambda = 0).
+CONVERGED = Study("converged", "configs/cifar10_converged.yaml",
+                  os.path.join("bench", "results", "cifar10_converged"), (
+    Row("resnet20_teacher", "resnet20", "teacher"),
+    Row("plain20_rd", "plain20", "rd", "resnet20_teacher"),
+    Row("plain20_alone", "plain20", "plain"),
+    Row("resnet56_teacher", "resnet56", "teacher"),
+    Row("plain56_rd_seed1", "plain56", "rd", "resnet56_teacher"),
+    Row("plain56_alone", "plain56", "plain"),
+    Row("plain56_rd_seed2", "plain56", "rd", "resnet56_teacher", seed=2),
+    Row("plain56_kd", "plain56", "kd", "resnet56_teacher"),
+    Row("plain56_rd_lambda0", "plain56", "rd", "resnet56_teacher", overrides={"fd_lambda": 0.0}),
+))
+STUDIES = {study.name: study for study in (CONVERGED, SHORT)}
 
 
 def teacher_checkpoint(teacher_row, results_dir):
@@ -77,7 +108,7 @@ def teacher_checkpoint(teacher_row, results_dir):
     return os.path.join(results_dir, f"{teacher_row}.ckpt")
 
 
-def train_command(row, data_path, run_dir, results_dir, recipe=RECIPE, settings=()):
+def train_command(row, data_path, run_dir, results_dir, recipe, settings=()):
     cmd = [sys.executable, "train.py", "--config", recipe, "--data_path", data_path, "--output_dir", run_dir,
            "--arch", row.arch, "--procedure", row.procedure, "--seed", str(row.seed)]
     if row.teacher:
@@ -89,13 +120,11 @@ def train_command(row, data_path, run_dir, results_dir, recipe=RECIPE, settings=
     return cmd
 
 
-RESULTS_IN_REPO = os.path.join("bench", "results", "cifar10_study")
-
-
 def portable(command, data_path, output_dir, results_dir):
     """The command as a user would type it: no machine paths (the data and run folders become placeholders, the
     results folder its place in the repository, also when the runner ran from another checkout)."""
-    results = RESULTS_IN_REPO if results_dir.endswith(os.sep + RESULTS_IN_REPO) else "RESULTS_DIR"
+    in_repo = [s.results for s in STUDIES.values() if results_dir.endswith(os.sep + s.results)]
+    results = in_repo[0] if in_repo else "RESULTS_DIR"
     out = []
     for arg in command[1:]:
         arg = arg.replace(results_dir, results).replace(data_path, "DATA_PATH").replace(output_dir, "OUTPUT_DIR")
@@ -125,9 +154,9 @@ def row_result(row, run_dir, wall_seconds, command):
     }
 
 
-def load_results(results_dir):
+def load_results(results_dir, study):
     out = {}
-    for row in ROWS:
+    for row in study.rows:
         path = os.path.join(results_dir, f"{row.name}.json")
         if os.path.isfile(path):
             with open(path, encoding="utf-8") as f:
@@ -140,19 +169,19 @@ def _mean_spread(values):
     return mean, (max(values) - min(values)) / 2 if len(values) > 1 else None
 
 
-def row_colours(names):
+def row_colours(names, study):
     """A row's plot colour says its role: its procedure and its overrides, not its depth or seed, so that both
     panels use one colour for, say, RD, and the seeds of one row share theirs."""
     roles = {}
     for name in names:
-        row = BY_NAME[name]
+        row = study.row(name)
         roles.setdefault((row.procedure, tuple(sorted(row.overrides.items()))), []).append(name)
     return {name: PALETTE[i % len(PALETTE)] for i, members in enumerate(roles.values()) for name in members}
 
 
-def report(results_dir):
+def report(results_dir, study):
     """Regenerate table.md (mean and half-range over seeds per group) and val_top1.png from the row JSONs."""
-    results = load_results(results_dir)
+    results = load_results(results_dir, study)
     if not results:
         print("no finished rows yet")
         return []
@@ -176,16 +205,16 @@ def report(results_dir):
         f.write(table)
     print(table)
     # one panel per depth, on one y scale; rows are drawn in the study's order whatever order they finished in
-    order = [r.name for r in ROWS]  # load_results reads the study's rows only
-    colours = row_colours(order)
+    order = study.names  # load_results reads the study's rows only
+    colours = row_colours(order, study)
     by_depth = {}
     for name in sorted(results, key=order.index):
         epochs = results[name]["epochs"]
-        depth = int(re.search(r"\d+", BY_NAME[name].arch).group())
+        depth = int(re.search(r"\d+", study.row(name).arch).group())
         by_depth.setdefault(depth, {})[name] = ([e["epoch"] for e in epochs], [e["val_top1"] for e in epochs])
     panels = [{"series": series, "title": f"depth {depth}: validation top-1 per epoch (held-out data_batch_5)",
                "xlabel": "epoch", "ylabel": "val top-1 (%)",
-               "dashed": [n for n in series if BY_NAME[n].procedure == "teacher"],
+               "dashed": [n for n in series if study.row(n).procedure == "teacher"],
                "colours": {n: colours[n] for n in series}}
               for depth, series in sorted(by_depth.items())]
     png = side_by_side(panels, os.path.join(results_dir, "val_top1.png"))
@@ -250,24 +279,33 @@ def run_row(row, args):
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--study", default=CONVERGED.name, choices=list(STUDIES),
+                        help="which study (default: %(default)s)")
     parser.add_argument("--data_path", default="", help="CIFAR-10 binary folder (data_batch_1..5.bin)")
     parser.add_argument("--rows", default="", help="comma-separated row names (default: every row, in order)")
-    parser.add_argument("--output_dir", default=os.path.join(ROOT, "runs", "cifar10_study"),
-                        help="run folders (checkpoints, logs); default runs/cifar10_study")
-    parser.add_argument("--results_dir", default=os.path.join(ROOT, "bench", "results", "cifar10_study"),
-                        help="where the row JSONs, table.md and val_top1.png go")
-    parser.add_argument("--recipe", default=RECIPE, help="the shared budget (YAML); default %(default)s")
+    parser.add_argument("--output_dir", default="",
+                        help="run folders (checkpoints, logs); default runs/<the results folder's name>")
+    parser.add_argument("--results_dir", default="",
+                        help="where the row JSONs, table.md and val_top1.png go; default the study's folder, "
+                             + ", ".join(f"{s.results} ({s.name})" for s in STUDIES.values()))
+    parser.add_argument("--recipe", default="", help="the shared budget (YAML); default the study's, "
+                        + ", ".join(f"{s.recipe} ({s.name})" for s in STUDIES.values()))
     parser.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
                         help="override a recipe key for every row (repeatable), e.g. for a quick smoke run")
     parser.add_argument("--git_commit", action="store_true", help="commit each finished row's JSON at once")
     parser.add_argument("--list", action="store_true", help="print every row's status and exit")
     parser.add_argument("--report", action="store_true", help="regenerate the table and plot, run nothing")
     args = parser.parse_args(argv)
+    args.study = STUDIES[args.study]
+    args.recipe = args.recipe or args.study.recipe
+    args.results_dir = args.results_dir or os.path.join(ROOT, args.study.results)
+    args.output_dir = args.output_dir or os.path.join(ROOT, "runs", os.path.basename(args.study.results))
     names = [n.strip() for n in args.rows.split(",") if n.strip()]
-    unknown = [n for n in names if n not in BY_NAME]
+    unknown = [n for n in names if n not in args.study.names]
     if unknown:
-        parser.error(f"unknown row(s) {', '.join(unknown)}; rows: {', '.join(BY_NAME)}")
-    args.selected = [BY_NAME[n] for n in names] or ROWS
+        parser.error(f"unknown row(s) {', '.join(unknown)} in the {args.study.name} study; its rows: "
+                     f"{', '.join(args.study.names)}")
+    args.selected = [args.study.row(n) for n in names] or list(args.study.rows)
     bad = [s for s in args.settings if "=" not in s]
     if bad:
         parser.error(f"--set takes KEY=VALUE, not {bad[0]!r}")
@@ -326,15 +364,15 @@ def main(argv=None):
     args = parse_args(argv)
     os.makedirs(args.results_dir, exist_ok=True)
     if args.list:
-        done = load_results(args.results_dir)
+        done = load_results(args.results_dir, args.study)
         active = runner_active(args.output_dir)
         print(f"run folders in {args.output_dir}: "
               + ("a runner is working there now" if active else "no runner active"))
-        for row in ROWS:
+        for row in args.study.rows:
             print(f"{row.name:30s} {row_status(row, os.path.join(args.output_dir, row.name), done.get(row.name))}")
         return 0
     if args.report:
-        report(args.results_dir)
+        report(args.results_dir, args.study)
         return 0
     os.makedirs(args.output_dir, exist_ok=True)
     with open(lock_path(args.output_dir), "w") as lock:
@@ -346,9 +384,9 @@ def main(argv=None):
                 continue
             paths = run_row(row, args)
             if paths:
-                files = paths + report(args.results_dir)
+                files = paths + report(args.results_dir, args.study)
                 if args.git_commit:
-                    git_commit(files, f"CIFAR-10 study: row {row.name} finished")
+                    git_commit(files, f"CIFAR-10 {args.study.name} study: row {row.name} finished")
     return 0
 
 

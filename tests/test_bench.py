@@ -105,18 +105,18 @@ def test_study_commands_carry_no_machine_paths_and_the_table_averages_seeds(tmp_
     for row, final, best in (("plain56_rd_seed1", 60.0, 61.0), ("plain56_rd_seed2", 64.0, 64.5),
                              ("plain20_alone", 70.0, 70.0)):
         epochs = [{"epoch": 1, "val_top1": best}, {"epoch": 2, "val_top1": final}]
+        spec = study.SHORT.row(row)
         (tmp_path / f"{row}.json").write_text(json_module.dumps(
-            {"row": row, "group": study.BY_NAME[row].group, "seed": study.BY_NAME[row].seed, "final_val_top1": final,
-             "best_val_top1": best, "best_epoch": 1, "wall_seconds": 60, "epoch_seconds_total": 600,
-             "epochs": epochs}))
-    study.report(str(tmp_path))
+            {"row": row, "group": spec.group, "seed": spec.seed, "final_val_top1": final, "best_val_top1": best,
+             "best_epoch": 1, "wall_seconds": 60, "epoch_seconds_total": 600, "epochs": epochs}))
+    study.report(str(tmp_path), study.SHORT)
     table = (tmp_path / "table.md").read_text()
     assert "| plain56_rd | 1,2 | 62.00 ± 2.00 (60.00, 64.00) | 61.00 @ 1, 64.50 @ 1 | 10 min, 10 min |" in table
     from PIL import Image
 
     with Image.open(tmp_path / "val_top1.png") as png:  # one panel per depth, side by side
         assert png.size == (2 * 760, 520)
-    colours = study.row_colours([row.name for row in study.ROWS])  # a colour per role, whatever depth or seed
+    colours = study.row_colours(study.SHORT.names, study.SHORT)  # a colour per role, whatever depth or seed
     assert colours["plain56_rd_seed1"] == colours["plain56_rd_seed2"] == colours["plain20_rd"]
     assert colours["resnet20_teacher"] == colours["resnet56_teacher"]
     assert colours["plain56_alone_seed2"] == colours["plain20_alone"] != colours["plain20_kd"]
