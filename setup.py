@@ -24,6 +24,9 @@ setup(
     extras_require={
         # onnxruntime: `eval.py --onnx` and the export checks (tested with 1.32.0)
         "onnx": ["onnxruntime>=1.16"],
-        "test": ["pytest>=7", "onnxruntime>=1.16"],
+        # INT8 ONNX export (`export.py --quantize int8`): onnxruntime's quantization tools need onnx
+        # (tested with onnx 1.23.2, onnxruntime 1.32.0)
+        "quant": ["onnxruntime>=1.16", "onnx>=1.14"],
+        "test": ["pytest>=7", "onnxruntime>=1.16", "onnx>=1.14"],
     },
 )

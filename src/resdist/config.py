@@ -110,7 +110,8 @@ OPTIONS = [
            "(generated, for demos)", choices=("cifar10", "cifar100", "imagefolder", "synthetic")),
     Option("data_path", "", "data set folder (CIFAR binary files or an image folder root)", scope="train,eval"),
     Option("val_split", "auto", "where validation images come from: auto, test, none, data_batch_N (cifar10) or "
-           "a fraction such as 0.1 held out of the training set", scope="train,eval"),
+           "a fraction such as 0.1 held out of the training set (export: kept out of the calibration images)",
+           scope="train,eval,export"),
     Option("num_classes", 0, "number of classes; 0 takes it from the data set", check=_non_negative),
     Option("image_size", 224, "input size for image folders (CIFAR and synthetic are 32)", check=_positive),
     Option("batch_size", 128, "images per step per device", check=_positive, scope="train,eval"),
@@ -183,6 +184,22 @@ OPTIONS += [
     Option("fold_bn", True, "export: fold BatchNorm into the preceding convolutions (the deployed graph is conv+bias, "
            "ReLU, pooling, dense)", scope="export"),
     Option("overwrite", False, "export: replace an existing output file", scope="export"),
+    # INT8 (export.py --quantize int8; README "INT8")
+    Option("quantize", "none", "export: int8 writes an INT8 ONNX model (<file_name>.int8.onnx; onnxruntime's "
+           "post-training quantization, QDQ, per-channel int8 weights) calibrated on calib_data; needs file_format "
+           "ONNX and the onnx package (pip install -e '.[quant]')", choices=("none", "int8"), scope="export"),
+    Option("calib_data", "", "export --quantize int8: the data set folder (of `dataset`) whose training split "
+           "calibrates the activation ranges, with the evaluation transform", scope="export"),
+    Option("calib_size", 512, "export --quantize int8: number of calibration images", check=_positive,
+           scope="export"),
+    Option("calib_method", "minmax", "export --quantize int8: activation range from the calibration images' "
+           "minimum and maximum, an entropy (KL) criterion or a percentile", choices=("minmax", "entropy",
+                                                                                     "percentile"), scope="export"),
+    Option("quant_activations", "uint8", "export --quantize int8: activation type. uint8: what onnxruntime's x86 "
+           "CPU provider fuses completely (shortcut additions included); int8: symmetric, as many NPUs want",
+           choices=("uint8", "int8"), scope="export"),
+    Option("onnx_file", "", "export --quantize int8: quantize this float ONNX file (written by export.py) instead "
+           "of exporting ckpt_file", scope="export"),
 ]
 ALIASES = {"epoch_size": "epochs"}
 

@@ -311,14 +311,17 @@ def _transforms(name, train, image_size):
 
 def create_dataset(name, data_path, split, batch_size, *, val_split="auto", image_size=224,
                    num_parallel_workers=2, rank=0, group_size=1, synthetic_train_size=2560,
-                   synthetic_val_size=512, num_classes=10, drop_remainder=None, train_subset=0):
-    """Build a batched pipeline. Returns (dataset, info) with info keys num_classes, num_samples, split."""
+                   synthetic_val_size=512, num_classes=10, drop_remainder=None, train_subset=0, calib_size=0):
+    """Build a batched pipeline. Returns (dataset, info) with info keys num_classes, num_samples, split.
+
+    ``split`` is train (augmented, reshuffled each epoch), val, or calib: ``calib_size`` images of the training
+    split, the same ones whatever the seed, with the evaluation transform (for INT8 calibration)."""
     import mindspore as ms
     import mindspore.dataset as ds
     import mindspore.dataset.transforms as T
 
-    if split not in ("train", "val"):
-        raise ValueError(f"split must be 'train' or 'val', not {split!r}")
+    if split not in ("train", "val", "calib"):
+        raise ValueError(f"split must be 'train', 'val' or 'calib', not {split!r}")
     val_split = resolve_val_split(name, data_path, val_split)
     if split == "val" and val_split == "none":
         raise DatasetError("no validation split: val_split=none")
@@ -331,7 +334,12 @@ def create_dataset(name, data_path, split, batch_size, *, val_split="auto", imag
         indices = np.arange(n_total)
     else:
         train_idx, val_idx = _holdout_indices(val_split, n_total)
-        indices = train_idx if train else val_idx
+        indices = val_idx if split == "val" else train_idx
+    if split == "calib":
+        if calib_size > len(indices):
+            raise DatasetError(f"{name}: calib_size={calib_size} but the training split has only {len(indices)} "
+                               f"images; pass a smaller --calib_size or a larger data set")
+        indices = np.sort(np.random.default_rng(HOLDOUT_SEED + 2).permutation(indices)[:calib_size])
     if train and train_subset:
         if train_subset > len(indices):
             raise DatasetError(f"train_subset={train_subset} but {name} has only {len(indices)} training images")
@@ -357,6 +365,8 @@ def create_dataset(name, data_path, split, batch_size, *, val_split="auto", imag
     info = {"num_classes": n_classes, "num_samples": num_samples, "split": describe_split(name, split, val_split)}
     if train and train_subset:
         info["split"] += f", fixed subset of {train_subset}"
+    if split == "calib":
+        info["split"] = f"{num_samples} images of the {describe_split(name, 'train', val_split)} split"
     return data, info
 
 

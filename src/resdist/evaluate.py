@@ -49,7 +49,7 @@ def run_eval(cfg, cpu_note=""):
     if cfg.ckpt_file:
         state = ckpt_io.read(cfg.ckpt_file)  # before the data: a bad checkpoint should fail fast
     else:
-        from .export import load_exported
+        from .exported import load_exported
 
         predict, _ = load_exported(source)
     dataset, info = build_dataset(cfg, "val")

@@ -12,6 +12,8 @@ MindSpore, ONNX by onnxruntime if installed) and its logits compared with the ch
 """
 import logging
 import os
+import shutil
+import tempfile
 
 import numpy as np
 
@@ -19,11 +21,17 @@ from . import checkpoint as ckpt_io
 from .build import build_network, identity
 from .config import ConfigError
 from .data import native_image_size
+from .errors import UserError
+from .exported import graph_ops, load_exported
 from .fold import fold_batchnorm
 
 logger = logging.getLogger("resdist")
 SUFFIX = {"MINDIR": ".mindir", "ONNX": ".onnx", "AIR": ".air"}
 TOLERANCE = 1e-4  # max |logit difference| between the exported file and the checkpoint network, float32
+
+
+class ExportCheckError(UserError):
+    """The exported file did not pass its after-write check; nothing was written under the final name."""
 
 
 def checkpoint_num_classes(state, path):
@@ -40,11 +48,17 @@ def input_shape(cfg):
 
 
 def output_path(cfg):
-    base = cfg.file_name or os.path.join(os.path.dirname(os.path.abspath(cfg.ckpt_file)), cfg.arch)
-    for suffix in SUFFIX.values():  # `--file_name net.onnx` means net
-        if base.lower().endswith(suffix):
-            base = base[:-len(suffix)]
-    return base + SUFFIX[cfg.file_format]
+    """``file_name`` (default: beside the model it comes from) with the format's suffix: .mindir, .onnx, .air, or
+    .int8.onnx for --quantize int8."""
+    source = cfg.onnx_file or cfg.ckpt_file
+    default = cfg.arch if cfg.ckpt_file else os.path.splitext(os.path.basename(source))[0]
+    base = cfg.file_name or os.path.join(os.path.dirname(os.path.abspath(source)), default)
+    suffix = ".int8.onnx" if cfg.quantize == "int8" else SUFFIX[cfg.file_format]
+    for known in (".int8.onnx",) + tuple(SUFFIX.values()):  # `--file_name net.onnx` means net
+        if base.lower().endswith(known):
+            base = base[:-len(known)]
+            break
+    return base + suffix
 
 
 def check_output(path, overwrite):
@@ -75,140 +89,133 @@ def load_checkpoint_network(cfg):
     return net
 
 
-def graph_ops(path):
-    """Operator types of an exported MindIR or ONNX file, in graph order."""
-    with open(path, "rb") as f:
-        data = f.read()
-    if path.endswith(".mindir"):
-        from mindspore.train import mind_ir_pb2
+class _Staging:
+    """A new private folder beside the output: files are written there and moved into place by a rename once
+    they passed their check (same file system), so a failure never leaves a file under the final name, and
+    MindSpore's export, which chmods the folder it writes into, never touches the user's folder."""
 
-        model = mind_ir_pb2.ModelProto()
-        model.ParseFromString(data)
-        return [node.op_type.split("::")[-1].split(":")[0] for node in model.graph.node]
-    return onnx_op_types(data)
+    def __init__(self, path):
+        self.path = path
+        self.folder = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.", suffix=".partial",
+                                       dir=os.path.dirname(os.path.abspath(path)))
 
+    def __enter__(self):
+        return self
 
-def _fields(buf):
-    """Protocol-buffer wire format: yield (field number, wire type, value) of one message."""
-    i = 0
-    while i < len(buf):
-        key, i = _varint(buf, i)
-        number, wire = key >> 3, key & 7
-        if wire == 0:
-            value, i = _varint(buf, i)
-        elif wire == 1:
-            value, i = buf[i:i + 8], i + 8
-        elif wire == 2:
-            length, i = _varint(buf, i)
-            value, i = buf[i:i + length], i + length
-        elif wire == 5:
-            value, i = buf[i:i + 4], i + 4
-        else:
-            raise ValueError(f"unsupported protobuf wire type {wire}")
-        yield number, wire, value
+    def publish(self, written):
+        if os.path.exists(self.path):  # --overwrite; exported files are read-only
+            os.chmod(self.path, 0o600)
+        os.replace(written, self.path)
+
+    def __exit__(self, *exc):
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def _varint(buf, i):
-    shift = result = 0
-    while True:
-        byte = buf[i]
-        i += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return result, i
-        shift += 7
+def _write_checked(deployed, images, reference, file_format, folder):
+    """Export ``deployed`` into ``folder`` and compare the written file's logits on ``images`` with ``reference``
+    (the checkpoint network's). Returns (path, max |logit difference| or None where it cannot be run here)."""
+    import mindspore as ms
+
+    base = os.path.join(folder, "model")
+    ms.export(deployed, ms.Tensor(images), file_name=base, file_format=file_format)
+    written = base + SUFFIX[file_format]
+    if not os.path.isfile(written):
+        raise OSError(f"MindSpore wrote no {written}")
+    if file_format == "AIR":
+        return written, None
+    try:
+        diff = float(np.abs(load_exported(written)[0](images) - reference).max())
+    except ConfigError as exc:  # no onnxruntime: the file is written, the check is skipped
+        logger.warning("%s; the exported file was not checked", exc)
+        return written, None
+    if diff > TOLERANCE:
+        raise ExportCheckError(f"the exported {file_format} file's logits differ from the checkpoint network's by "
+                               f"{diff:.2e}, above the tolerance {TOLERANCE:g}; nothing was written")
+    return written, diff
 
 
-def onnx_op_types(data):
-    """Node operator types of an ONNX model (ModelProto.graph = 7, GraphProto.node = 1, NodeProto.op_type = 4),
-    read from the wire format so that the ``onnx`` package (and the numpy it pulls in) is not needed."""
-    graph = next(v for n, w, v in _fields(data) if n == 7 and w == 2)
-    return [bytes(v).decode() for n, w, node in _fields(graph) if n == 1 and w == 2
-            for m, w2, v in _fields(node) if m == 4 and w2 == 2]
-
-
-def load_exported(path):
-    """(predict, batch): ``predict`` maps a float32 NCHW numpy batch of any size to numpy logits, running an
-    exported MindIR file with MindSpore or an ONNX file with onnxruntime, whose input has a fixed ``batch``
-    dimension (smaller batches are padded, larger ones split)."""
-    if not os.path.isfile(path):
-        raise ConfigError(f"exported model {path} does not exist")
-    if path.endswith(".mindir"):
-        import mindspore as ms
-        from mindspore import nn
-        from mindspore.train import mind_ir_pb2
-
-        model = mind_ir_pb2.ModelProto()
-        with open(path, "rb") as f:
-            model.ParseFromString(f.read())
-        batch = int(model.graph.input[0].tensor[0].dims[0])
-        graph = nn.GraphCell(ms.load(path))
-
-        def run(images):
-            return graph(ms.Tensor(images)).asnumpy()
-    elif path.endswith(".onnx"):
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise ConfigError("running an ONNX file needs onnxruntime: pip install onnxruntime") from None
-        session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-        name, batch = session.get_inputs()[0].name, session.get_inputs()[0].shape[0]
-
-        def run(images):
-            return session.run(None, {name: images})[0]
-    else:
-        raise ConfigError(f"{path}: an exported model ends in .mindir or .onnx")
-
-    def predict(images):
-        out = []
-        for start in range(0, len(images), batch):
-            chunk = images[start:start + batch]
-            padded = np.concatenate([chunk, np.zeros((batch - len(chunk),) + chunk.shape[1:], chunk.dtype)])
-            out.append(run(padded)[:len(chunk)])
-        return np.concatenate(out)
-    return predict, batch
-
-
-def export(cfg):
-    """Export as ``cfg`` says; returns {"file", "format", "input_shape", "ops", "max_abs_diff" (or None)}."""
+def _checkpoint_inputs(cfg):
+    """(the checkpoint network as deployed, BatchNorm folded if asked; probe images; its logits on them)."""
     import mindspore as ms
 
     if not cfg.ckpt_file:
         raise ConfigError("no checkpoint given: pass --ckpt_file PATH (a best.ckpt from train.py)")
+    net = load_checkpoint_network(cfg)
+    images = np.random.default_rng(0).standard_normal(input_shape(cfg)).astype(np.float32)
+    return (fold_batchnorm(net) if cfg.fold_bn else net), images, net(ms.Tensor(images)).asnumpy()
+
+
+def export(cfg):
+    """Export as ``cfg`` says; returns {"file", "format", "input_shape", "ops", "max_abs_diff" (or None), ...}."""
+    if cfg.quantize == "int8":
+        return export_int8(cfg)
+    if cfg.onnx_file:
+        raise ConfigError("onnx_file is the float model that --quantize int8 quantizes; to export a checkpoint "
+                          "pass --ckpt_file only")
     if cfg.file_format == "AIR" and cfg.device_target != "Ascend":
         raise ConfigError("AIR export needs MindSpore on an Ascend device (and newer MindSpore versions drop it); "
                           "here export ONNX and convert it with ATC --framework=5: "
                           "bash scripts/run_convert_om.sh MODEL.onnx SOC_VERSION")
     path = output_path(cfg)
     check_output(path, cfg.overwrite)
-    net = load_checkpoint_network(cfg)
-    deployed = fold_batchnorm(net) if cfg.fold_bn else net
-    shape = input_shape(cfg)
-    images = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    deployed, images, reference = _checkpoint_inputs(cfg)
+    with _Staging(path) as staging:
+        written, diff = _write_checked(deployed, images, reference, cfg.file_format, staging.folder)
+        ops = graph_ops(written) if cfg.file_format != "AIR" else None
+        staging.publish(written)
+    return {"file": path, "format": cfg.file_format, "input_shape": list(images.shape), "max_abs_diff": diff,
+            "ops": None if ops is None else {op: ops.count(op) for op in sorted(set(ops))},
+            "folded_bn": bool(cfg.fold_bn)}
 
-    tmp_base = os.path.join(os.path.dirname(os.path.abspath(path)),
-                            f".{os.path.basename(path)}.{os.getpid()}.partial")
-    tmp = tmp_base + SUFFIX[cfg.file_format]
-    try:
-        ms.export(deployed, ms.Tensor(images), file_name=tmp_base, file_format=cfg.file_format)
-        if not os.path.isfile(tmp):
-            raise OSError(f"MindSpore wrote no {tmp}")
-        if os.path.exists(path):  # --overwrite; exported files are read-only
-            os.chmod(path, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.chmod(tmp, 0o600)
-            os.remove(tmp)
-        raise
-    result = {"file": path, "format": cfg.file_format, "input_shape": list(shape), "ops": None,
-              "max_abs_diff": None, "folded_bn": bool(cfg.fold_bn)}
-    if cfg.file_format != "AIR":
-        ops = graph_ops(path)
-        result["ops"] = {op: ops.count(op) for op in sorted(set(ops))}
-        try:
-            exported = load_exported(path)[0](images)
-            result["max_abs_diff"] = float(np.abs(exported - net(ms.Tensor(images)).asnumpy()).max())
-        except ConfigError as exc:  # no onnxruntime: the file is written, the check is skipped
-            logger.warning("%s; the exported file was not checked", exc)
+
+def export_int8(cfg):
+    """An INT8 ONNX model (``resdist.quantize``) of ``ckpt_file``, or of the float ONNX file ``onnx_file``,
+    calibrated on ``calib_data``; written only once it agrees with the float model (MIN_TOP1_AGREEMENT)."""
+    from . import quantize
+
+    quantize.require_onnx()
+    if cfg.file_format != "ONNX":
+        raise ConfigError("--quantize int8 writes an INT8 ONNX model: pass --file_format ONNX (MindSpore Lite makes "
+                          "its own INT8 model from a MindIR: bash scripts/run_convert_lite.sh MODEL.mindir --quant "
+                          "int8 --calib_dir DIR)")
+    if bool(cfg.ckpt_file) == bool(cfg.onnx_file):
+        raise ConfigError("--quantize int8 takes exactly one model: --ckpt_file PATH (a checkpoint) or --onnx_file "
+                          "PATH (a float ONNX file from export.py)")
+    if not cfg.calib_data:
+        raise ConfigError("--quantize int8 needs calibration images: pass --calib_data DIR, the training data set "
+                          "folder (with --dataset cifar10|cifar100|imagefolder)")
+    from .data import check_dataset
+
+    try:  # before anything is exported
+        check_dataset(cfg.dataset, cfg.calib_data, cfg.val_split)
+    except UserError as exc:
+        raise ConfigError(f"calibration data (--calib_data {cfg.calib_data}): {exc}") from None
+    path = output_path(cfg)
+    check_output(path, cfg.overwrite)
+    if cfg.onnx_file:  # a quantized or foreign file is refused here
+        _, _, shape, num_classes = quantize.read_float_onnx(cfg.onnx_file)
+    else:
+        deployed, images, reference = _checkpoint_inputs(cfg)
+        shape, num_classes = list(images.shape), reference.shape[1]
+    calib, split = quantize.calibration_images(cfg.dataset, cfg.calib_data, shape, num_classes, cfg.calib_size,
+                                               cfg.val_split)
+    with _Staging(path) as staging:
+        float_path, float_check = cfg.onnx_file, None
+        if not cfg.onnx_file:
+            float_path, float_check = _write_checked(deployed, images, reference, "ONNX", staging.folder)
+        int8_path = os.path.join(staging.folder, "model.int8.onnx")
+        quantize.quantize_onnx(float_path, int8_path, calib, cfg.quant_activations, cfg.calib_method)
+        check = quantize.compare_with_float(load_exported(float_path)[0], load_exported(int8_path)[0], calib)
+        ops = graph_ops(int8_path)
+        result = {"file": path, "format": "ONNX", "quantized": "int8", "input_shape": shape,
+                  "activations": cfg.quant_activations, "calib_method": cfg.calib_method, "calib_split": split,
+                  "ops": {op: ops.count(op) for op in sorted(set(ops))}, "float_max_abs_diff": float_check,
+                  "float_bytes": os.path.getsize(float_path), "bytes": os.path.getsize(int8_path),
+                  "min_top1_agreement": quantize.MIN_TOP1_AGREEMENT, **check}
+        if check["top1_agreement"] < quantize.MIN_TOP1_AGREEMENT:
+            raise ExportCheckError(f"the INT8 model's top-1 class agrees with the float model's on only "
+                                   f"{100 * check['top1_agreement']:.1f}% of the {check['images']} calibration "
+                                   f"images (at least {100 * quantize.MIN_TOP1_AGREEMENT:.0f}% needed); nothing "
+                                   f"was written. Try --calib_method entropy or percentile, or more --calib_size")
+        staging.publish(int8_path)
     return result

@@ -1,0 +1,215 @@
+#!/usr/bin/env python
+"""FP32 against INT8 in onnxruntime, ResNet against its plain twin, side by side in one run: top-1 on the held-out
+data_batch_5 (trained CIFAR networks), model size, latency at batch 1 and 8, peak memory, and what onnxruntime
+made of each INT8 graph (how many convolutions and additions it fused into integer kernels).
+
+    python bench/int8.py --data_path ../shared/data/cifar-10-batches-bin --jpeg_path ../shared/data/cifar10-jpeg-mini
+    python bench/int8.py ... --cifar resnet20=A.ckpt,plain20=B.ckpt --no_imagenet   # other checkpoints
+
+Every INT8 model is made as ``export.py --quantize int8`` makes it (resdist.quantize: opset 13, QDQ, per-channel
+int8 weights, MinMax calibration on --calib_size images of the training split, evaluation transform), once with
+uint8 activations (the default) and once with int8 ones. ResNet-50 / plain-50 run at 224x224 with random weights
+(10 classes; calibrated on the JPEG folder's training images): latency and memory do not depend on the weights,
+so they have no accuracy column. Latency and memory come from bench/inference_latency.py's measurement (a fresh
+process per cell, median of --runs calls after --warmup; memory: peak resident minus resident before the session
+was built), interleaved over --rounds. Run on an otherwise idle machine.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "src"))
+from resdist import runtime  # noqa: E402
+
+runtime.prefer_fast_cpu_kernels()
+
+from benchutil import portable_command, save_report  # noqa: E402
+from plotting import line_chart  # noqa: E402
+
+STUDY = os.path.join("bench", "results", "cifar10_converged")
+DEFAULT_CIFAR = ",".join(f"{arch}={os.path.join(STUDY, row + '.ckpt')}" for arch, row in (
+    ("resnet20", "resnet20_teacher"), ("plain20", "plain20_rd"), ("resnet56", "resnet56_teacher"),
+    ("plain56", "plain56_rd_seed1")))
+VARIANTS = ("fp32", "int8_u8", "int8_s8")  # float; INT8 with uint8 / int8 activations
+FUSED = ("QLinearConv", "QLinearAdd", "QGemm", "Conv", "FusedConv", "Add", "Transpose", "QuantizeLinear",
+         "DequantizeLinear")
+
+
+def optimized_ops(path):
+    """Operator counts of the graph onnxruntime actually runs (its optimised copy, written by the session)."""
+    import onnx
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = path + ".optimized.onnx"
+    ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    ops = [n.op_type for n in onnx.load(options.optimized_model_filepath).graph.node]
+    os.remove(options.optimized_model_filepath)
+    return {op: ops.count(op) for op in FUSED if op in ops}
+
+
+def make_models(spec, folder, batches, calib_size):
+    """Float and INT8 ONNX files of one network at every batch size: {(variant, batch): path}, plus facts."""
+    import mindspore as ms
+    import numpy as np
+
+    from resdist import checkpoint as ckpt_io
+    from resdist import quantize
+    from resdist.fold import fold_batchnorm
+    from resdist.models import create_model
+
+    kwargs = {"num_classes": 10, **({"stem": "imagenet"} if spec["size"] > 64 else {})}
+    net = create_model(spec["arch"], **kwargs)
+    if spec["ckpt"]:
+        ckpt_io.load_network(net, ckpt_io.read(spec["ckpt"]), arch=spec["arch"])
+    net.set_train(False)
+    deployed = fold_batchnorm(net)
+    calib = None
+    paths, facts = {}, {}
+    for batch in batches:
+        base = os.path.join(folder, f"{spec['name']}_b{batch}")
+        ms.export(deployed, ms.Tensor(np.zeros((batch, 3, spec["size"], spec["size"]), np.float32)),
+                  file_name=base, file_format="ONNX")
+        paths[("fp32", batch)] = base + ".onnx"
+        if calib is None:
+            calib, _ = quantize.calibration_images(spec["dataset"], spec["data"], [batch, 3, spec["size"],
+                                                                                    spec["size"]], 10, calib_size)
+        for variant, activations in (("int8_u8", "uint8"), ("int8_s8", "int8")):
+            paths[(variant, batch)] = f"{base}.{variant}.onnx"
+            quantize.quantize_onnx(base + ".onnx", paths[(variant, batch)], calib, activations)
+    for variant in VARIANTS:
+        path = paths[(variant, batches[0])]
+        facts[variant] = {"bytes": os.path.getsize(path), "ops": optimized_ops(path)}
+    return paths, facts, calib
+
+
+def top1(path, data_path):
+    """Top-1 (%) of an ONNX file on the held-out data_batch_5, as eval.py --onnx computes it."""
+    from resdist.build import build_dataset
+    from resdist.config import Config
+    from resdist.evaluate import evaluate
+    from resdist.exported import load_exported
+
+    cfg = Config(dataset="cifar10", data_path=data_path, val_split="data_batch_5", batch_size=500, image_size=32,
+                 num_parallel_workers=2, synthetic_train_size=1, synthetic_val_size=1, num_classes=10,
+                 train_subset=0)
+    dataset, _ = build_dataset(cfg, "val")
+    return evaluate(None, dataset, load_exported(path)[0])["top1"]
+
+
+def measure(path, batch, size, args):
+    cmd = [sys.executable, os.path.join(ROOT, "bench", "inference_latency.py"), "--child", "--runtime", "ort",
+           "--arch", "-", "--batch", str(batch), "--size", str(size), "--model", path, "--warmup",
+           str(args.warmup), "--runs", str(args.runs)]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def parse_specs(args):
+    specs = []
+    for item in filter(None, args.cifar.split(",")):
+        arch, _, ckpt = item.partition("=")
+        ckpt = ckpt if os.path.isabs(ckpt) else os.path.join(ROOT, ckpt)
+        if not os.path.isfile(ckpt):
+            raise SystemExit(f"error: checkpoint {ckpt} of {arch} does not exist (finish its study row, or pass "
+                             f"--cifar {arch}=PATH)")
+        specs.append({"name": arch, "arch": arch, "ckpt": ckpt, "size": 32, "dataset": "cifar10",
+                      "data": args.data_path})
+    if not args.no_imagenet:
+        for arch in ("resnet50", "plain50"):
+            specs.append({"name": f"{arch}_224", "arch": arch, "ckpt": "", "size": 224, "dataset": "imagefolder",
+                          "data": args.jpeg_path})
+    return specs
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data_path", required=True, help="CIFAR-10 binary folder (calibration, top-1)")
+    parser.add_argument("--jpeg_path", default="", help="image folder calibrating the 224x224 networks")
+    parser.add_argument("--cifar", default=DEFAULT_CIFAR, help="ARCH=CKPT,... trained CIFAR-10 networks "
+                                                               "(default: the converged study's rows)")
+    parser.add_argument("--no_imagenet", action="store_true", help="leave out ResNet-50 / plain-50 at 224")
+    parser.add_argument("--batches", default="1,8")
+    parser.add_argument("--calib_size", type=int, default=512)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--output", default=os.path.join(ROOT, "bench", "results", "int8.json"))
+    args = parser.parse_args(argv)
+    if not args.no_imagenet and not args.jpeg_path:
+        parser.error("--jpeg_path is needed for the 224x224 networks (or pass --no_imagenet)")
+    batches = [int(b) for b in args.batches.split(",")]
+    specs = parse_specs(args)
+    started = time.time()
+    folder = tempfile.mkdtemp()
+    rows = []
+    for spec in specs:
+        paths, facts, _ = make_models(spec, folder, batches, args.calib_size)
+        row = {"net": spec["name"], "arch": spec["arch"], "size": spec["size"],
+               "checkpoint": os.path.relpath(spec["ckpt"], ROOT) if spec["ckpt"] else None, "paths": paths,
+               **{v: dict(facts[v]) for v in VARIANTS}}
+        if spec["ckpt"]:
+            for variant in VARIANTS:
+                row[variant]["top1"] = top1(paths[(variant, batches[0])], args.data_path)
+                print(f"{spec['name']:12s} {variant:8s} top-1 {row[variant]['top1']:.2f}%", flush=True)
+        rows.append(row)
+    samples = {}
+    for r in range(args.rounds):
+        for batch in batches:
+            for row in rows:  # a network's three variants back to back, ResNet next to its plain twin
+                for variant in VARIANTS:
+                    got = measure(row["paths"][(variant, batch)], batch, row["size"], args)
+                    samples.setdefault((row["net"], variant, batch), []).append(got)
+                    print(f"round {r + 1} batch {batch} {row['net']:12s} {variant:8s} {got['median_ms']:8.2f} ms, "
+                          f"peak +{got['peak_mb']:6.1f} MB", flush=True)
+    for row in rows:
+        for variant in VARIANTS:
+            for batch in batches:
+                cell = samples[(row["net"], variant, batch)]
+                row[variant][f"ms_b{batch}"] = statistics.median(s["median_ms"] for s in cell)
+                row[variant][f"peak_mb_b{batch}"] = statistics.median(s["peak_mb"] for s in cell)
+        del row["paths"]
+    report = {"command": portable_command(__file__, argv if argv is not None else sys.argv[1:]),
+              "date": time.strftime("%Y-%m-%d %H:%M"), "cpus": os.cpu_count(), "batches": batches,
+              "calib_size": args.calib_size, "rounds": args.rounds, "runs": args.runs,
+              "onnxruntime": __import__("onnxruntime").__version__, "wall_seconds": round(time.time() - started, 1),
+              "rows": rows}
+    print_table(report)
+    save_report(report, args.output)
+    plot(report, os.path.splitext(args.output)[0] + ".png")
+    return 0
+
+
+def print_table(report):
+    print(f"\n{'net':12s} {'variant':8s} {'top-1':>7s} {'MB':>6s} " + " ".join(
+        f"{'ms b' + str(b):>8s} {'peak b' + str(b):>8s}" for b in report["batches"]) + "  fused by onnxruntime")
+    for row in report["rows"]:
+        for variant in VARIANTS:
+            cell = row[variant]
+            acc = f"{cell['top1']:6.2f}%" if "top1" in cell else "      -"
+            times = " ".join(f"{cell[f'ms_b{b}']:8.2f} {cell[f'peak_mb_b{b}']:8.1f}" for b in report["batches"])
+            print(f"{row['net']:12s} {variant:8s} {acc} {cell['bytes'] / 2**20:6.2f} {times}  {cell['ops']}")
+
+
+def plot(report, path):
+    """INT8 speed-up over float (float ms / INT8 ms) per network against the batch size."""
+    series = {}
+    for row in report["rows"]:
+        for variant in ("int8_u8", "int8_s8"):
+            speedups = [row["fp32"][f"ms_b{b}"] / row[variant][f"ms_b{b}"] for b in report["batches"]]
+            series[f"{row['net']} {variant}"] = (report["batches"], speedups)
+    line_chart(series, path, "INT8 speed-up over float32 in onnxruntime (above 1: INT8 is faster)", "batch size",
+               "float ms / INT8 ms", size=(900, 520), dashed=[k for k in series if k.endswith("s8")])
+    print(f"written to {path}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,253 @@
+"""INT8 post-training quantization: an INT8 ONNX model with onnxruntime's own tools, and the calibration files and
+configuration of MindSpore Lite's full quantization (``converter_lite``, which does not install here).
+
+ONNX, run here (``export.py --file_format ONNX --quantize int8 --calib_data DIR``):
+  float ONNX (export.py writes opset 11)
+  -> opset 13 (``onnx.version_converter``): a per-channel DequantizeLinear needs its ``axis`` attribute
+  -> ``onnxruntime.quantization.quantize_static``: QDQ format, int8 weights per output channel, activations
+     uint8 (default) or int8, calibrated on images of the data set's training split, evaluation transform
+  -> reloaded by onnxruntime and compared with the float model on the calibration images.
+
+Why uint8 activations by default: onnxruntime's x86 CPU provider (1.32) turns a QDQ graph with uint8 activations
+into QLinearConv and, for a ResNet's shortcut additions, QLinearAdd throughout. With int8 activations it keeps
+every shortcut Add, and the convolutions that read the additions' outputs, in float between DequantizeLinear and
+QuantizeLinear nodes (bench/int8.py counts them): the INT8 ResNet then runs slower than the float one, a plain
+network does not (it has no Add). NPUs that want symmetric int8 activations: ``quant_activations: int8``.
+"""
+import os
+
+import numpy as np
+
+from .config import ConfigError
+
+OPSET = 13
+# The INT8 model passes its after-write check when its top-1 class agrees with the float model's on at least this
+# share of the calibration images (measured agreement of the study's networks: README "INT8"); the logit
+# difference is reported, not bounded: INT8 rounding moves every logit a little.
+MIN_TOP1_AGREEMENT = 0.95
+QUANTIZED_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "QLinearAdd", "QGemm",
+                 "ConvInteger", "MatMulInteger", "DynamicQuantizeLinear"}
+ONNX_METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
+LITE_METHODS = {"minmax": "MAX_MIN", "entropy": "KL", "percentile": "REMOVAL_OUTLIER"}
+
+
+def require_onnx():
+    try:
+        import onnx
+        import onnxruntime  # noqa: F401  (quantize_static runs the model to calibrate)
+    except ImportError:
+        raise ConfigError("INT8 quantization needs the onnx and onnxruntime packages: "
+                          "pip install -e '.[quant]'") from None
+    return onnx
+
+
+def read_float_onnx(path):
+    """The ONNX model at ``path``, checked to be one export.py could have written and not yet quantized.
+    Returns (model, input name, input shape, number of classes)."""
+    onnx = require_onnx()
+    if not os.path.isfile(path):
+        raise ConfigError(f"ONNX file {path} does not exist")
+    try:
+        model = onnx.load(path)
+    except Exception as exc:  # the protobuf decoder's errors have no common base class
+        raise ConfigError(f"{path} is not a readable ONNX file ({type(exc).__name__}); export it again with "
+                          f"export.py --file_format ONNX") from None
+    quantized = sorted({n.op_type for n in model.graph.node} & QUANTIZED_OPS)
+    if quantized:
+        raise ConfigError(f"{path} is already quantized (it has {', '.join(quantized)} nodes); quantize the float "
+                          f"model export.py wrote")
+    inputs = [i for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
+    if len(inputs) != 1 or len(model.graph.output) != 1:
+        raise ConfigError(f"{path} has {len(inputs)} inputs and {len(model.graph.output)} outputs; a classifier "
+                          f"exported by export.py has one of each")
+    shape = [d.dim_value for d in inputs[0].type.tensor_type.shape.dim]
+    classes = [d.dim_value for d in model.graph.output[0].type.tensor_type.shape.dim]
+    if len(shape) != 4 or min(shape) < 1 or len(classes) != 2 or classes[1] < 1:
+        raise ConfigError(f"{path}: input shape {shape} / output shape {classes} is not a fixed-size image "
+                          f"classifier (N, 3, H, W) -> (N, classes) as export.py writes")
+    return model, inputs[0].name, shape, classes[1]
+
+
+def calibration_images(dataset, data_path, shape, num_classes, calib_size, val_split="auto",
+                       num_parallel_workers=2):
+    """``calib_size`` images of the data set's training split (the evaluation transform, so preprocessed exactly
+    as at inference), as one float32 NCHW array, checked against the model's input ``shape`` and classes."""
+    from .data import DatasetError, create_dataset, dataset_num_classes, native_image_size
+
+    what = f"calibration data ({dataset} {data_path or '(generated)'})"
+    height, width = shape[2], shape[3]
+    native = native_image_size(dataset)
+    if native and (height, width) != (native, native):
+        raise ConfigError(f"{what}: the model takes {height}x{width} images but {dataset} images are "
+                          f"{native}x{native}; calibrate with images of the model's own data set")
+    if height != width:
+        raise ConfigError(f"the model takes {height}x{width} images; calibration resizes to square images only")
+    try:
+        classes = dataset_num_classes(dataset, data_path, num_classes)
+        if classes != num_classes:
+            raise ConfigError(f"{what} has {classes} classes but the model has {num_classes}; "
+                              f"calibrate with the data set the model was trained on")
+        data, info = create_dataset(dataset, data_path, "calib", 64, val_split=val_split, image_size=height,
+                                    num_parallel_workers=num_parallel_workers, num_classes=num_classes,
+                                    calib_size=calib_size)
+        from .data import checked
+
+        images = np.concatenate([b[0] for b in checked(data.create_tuple_iterator(num_epochs=1, output_numpy=True),
+                                                       what)])
+    except DatasetError as exc:
+        raise ConfigError(f"{what}: {exc}") from None
+    return images.astype(np.float32), info["split"]
+
+
+class _Batches:
+    """onnxruntime's CalibrationDataReader protocol over an array, in the model's fixed batch size (the last
+    batch is filled up with the first images: repeating an image does not move a min/max or histogram much)."""
+
+    def __init__(self, images, batch, input_name):
+        n = -(-len(images) // batch) * batch
+        padded = np.concatenate([images, images[:n - len(images)]]) if n > len(images) else images
+        self._batches = iter([{input_name: padded[i:i + batch]} for i in range(0, n, batch)])
+
+    def get_next(self):
+        return next(self._batches, None)
+
+
+def quantize_onnx(float_path, int8_path, images, activations="uint8", method="minmax"):
+    """Write the INT8 (QDQ) version of the float ONNX model ``float_path`` to ``int8_path``, calibrated on
+    ``images``; per-channel int8 weights, ``activations`` uint8 or int8. The opset-13 copy is written beside
+    ``int8_path`` and removed."""
+    onnx = require_onnx()
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    model, input_name, shape, _ = read_float_onnx(float_path)
+    converted = int8_path + ".opset13.onnx"
+    onnx.save(onnx.version_converter.convert_version(model, OPSET), converted)
+    try:
+        quantize_static(converted, int8_path, _Batches(images, shape[0], input_name),
+                        quant_format=QuantFormat.QDQ, per_channel=True, weight_type=QuantType.QInt8,
+                        activation_type=QuantType.QUInt8 if activations == "uint8" else QuantType.QInt8,
+                        calibrate_method=getattr(CalibrationMethod, ONNX_METHODS[method]))
+    finally:
+        for leftover in (converted, converted + ".data"):
+            if os.path.exists(leftover):
+                os.remove(leftover)
+
+
+def compare_with_float(float_predict, int8_predict, images):
+    """How far the INT8 model's logits are from the float model's on ``images``."""
+    reference, quantized = float_predict(images), int8_predict(images)
+    diff = float(np.abs(quantized - reference).max())
+    return {"images": len(images), "max_abs_diff": diff,
+            "max_abs_logit": float(np.abs(reference).max()),
+            "top1_agreement": float((quantized.argmax(1) == reference.argmax(1)).mean())}
+
+
+# --- MindSpore Lite full quantization (converter_lite --configFile) ----------------------------------------------
+
+def lite_config(input_name, calib_dir, calib_size, method="minmax"):
+    """converter_lite's full-quantization configuration (MindSpore Lite docs, "Quantization": the sections
+    [common_quant_param], [data_preprocess_param], [full_quant_param]) for BIN calibration files."""
+    return "\n".join([
+        "# MindSpore Lite full (weights and activations) INT8 quantization; written by scripts/run_convert_lite.sh",
+        "[common_quant_param]",
+        "quant_type=FULL_QUANT",
+        "bit_num=8",
+        "",
+        "[data_preprocess_param]",
+        "# one .bin file per calibration image: the preprocessed float32 input buffer, NHWC",
+        f"calibrate_path={input_name}:{os.path.abspath(calib_dir)}",
+        f"calibrate_size={calib_size}",
+        "input_type=BIN",
+        "",
+        "[full_quant_param]",
+        f"activation_quant_method={LITE_METHODS[method]}",
+        "bias_correction=true",
+        "per_channel=true",
+        "",
+    ])
+
+
+def write_lite_calibration(images, folder):
+    """One float32 .bin file per image, NHWC (converter_lite's default input layout for 4-D BIN data)."""
+    os.makedirs(folder)
+    for i, image in enumerate(images):
+        np.ascontiguousarray(image.transpose(1, 2, 0), np.float32).tofile(os.path.join(folder, f"{i:05d}.bin"))
+
+
+def prepare_lite_full_quant(mindir, calib_dir, output, dataset="", calib_size=512, method="minmax",
+                            val_split="auto"):
+    """The files ``converter_lite --configFile`` needs for a full-quantization INT8 ``.ms`` of ``mindir``:
+    ``<output>.calibration/`` (one .bin a calibration image) and ``<output>.full_quant.cfg``. Both are made anew
+    each time (written aside, then renamed into place). Returns the config file's path."""
+    import shutil
+
+    from .data import guess_dataset
+    from .exported import mindir_input, mindir_output
+
+    if not os.path.isfile(mindir):
+        raise ConfigError(f"model file {mindir} does not exist")
+    if not os.path.isdir(calib_dir):
+        raise ConfigError(f"calibration data folder {calib_dir} does not exist; pass the training data set folder")
+    dataset = dataset or guess_dataset(calib_dir)
+    if not dataset:
+        raise ConfigError(f"{calib_dir} is neither a CIFAR binary folder nor an image folder (train/<class>/); "
+                          f"pass --dataset cifar10|cifar100|imagefolder")
+    try:
+        input_name, shape = mindir_input(mindir)
+    except Exception as exc:  # protobuf decode errors have no common base class
+        raise ConfigError(f"{mindir} is not a readable MindIR file ({type(exc).__name__}); export it again with "
+                          f"export.py --file_format MINDIR") from None
+    if len(shape) != 4:
+        raise ConfigError(f"{mindir}: input shape {shape} is not an image batch (N, 3, H, W)")
+    num_classes = mindir_output(mindir)[1]
+    images, _ = calibration_images(dataset, calib_dir, shape, num_classes, calib_size, val_split)
+    folder, config = output + ".calibration", output + ".full_quant.cfg"
+    staging = f"{output}.{os.getpid()}.partial"
+    try:
+        write_lite_calibration(images, staging)
+        with open(staging + ".cfg", "w", encoding="utf-8") as f:
+            # converter_lite names a MindIR input by its parameter (the part after the graph's "scope:" prefix)
+            f.write(lite_config(input_name.rsplit(":", 1)[-1], folder, len(images), method))
+        if os.path.isdir(folder):
+            shutil.rmtree(folder)
+        os.replace(staging, folder)
+        os.replace(staging + ".cfg", config)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        if os.path.exists(staging + ".cfg"):
+            os.remove(staging + ".cfg")
+    return config
+
+
+def main(argv=None):
+    """``python -m resdist.quantize``: what scripts/run_convert_lite.sh --quant int8 runs before converter_lite."""
+    import argparse
+    import sys
+
+    from .errors import UserError
+
+    parser = argparse.ArgumentParser(description="Write MindSpore Lite's full-quantization (INT8) calibration "
+                                                 "files and configuration for a MindIR model.")
+    parser.add_argument("--mindir", required=True, help="the float MindIR file (export.py --file_format MINDIR)")
+    parser.add_argument("--calib_dir", required=True, help="the training data set folder (CIFAR binary files or "
+                                                           "an image folder with train/<class>/)")
+    parser.add_argument("--output", required=True, help="path without suffix of the .ms model to come")
+    parser.add_argument("--dataset", default="", help="cifar10, cifar100 or imagefolder (default: from the folder)")
+    parser.add_argument("--calib_size", type=int, default=512, help="calibration images (default 512)")
+    parser.add_argument("--calib_method", default="minmax", choices=sorted(LITE_METHODS),
+                        help="activation ranges: minmax (MAX_MIN), entropy (KL), percentile (REMOVAL_OUTLIER)")
+    parser.add_argument("--val_split", default="auto", help="held-out validation split kept out of calibration")
+    args = parser.parse_args(argv)
+    if args.calib_size < 1:
+        parser.error("--calib_size must be >= 1")
+    try:
+        print(prepare_lite_full_quant(args.mindir, args.calib_dir, args.output, args.dataset, args.calib_size,
+                                      args.calib_method, args.val_split))
+    except (UserError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

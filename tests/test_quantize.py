@@ -1,0 +1,181 @@
+"""INT8: the quantized ONNX export (onnxruntime's post-training quantization), its check against the float model,
+eval.py on it, MindSpore Lite's full-quantization files, the calibration split, and bad input."""
+import json
+import os
+
+import numpy as np
+import onnx
+import pytest
+
+import eval as eval_script
+import export as export_script
+from conftest import write_image_folder
+from resdist.data import create_dataset
+from resdist.exported import graph_ops
+from resdist.quantize import calibration_images
+from test_export import _save, _trained_looking
+
+
+@pytest.fixture(scope="module")
+def plain20_ckpt(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("int8")
+    return _save(_trained_looking("plain20"), folder / "best.ckpt", "plain20", plain_variant="full")
+
+
+def _int8_argv(ckpt, out, calib, *extra):
+    return ["--ckpt_file", ckpt, "--arch", "plain20", "--file_name", str(out), "--file_format", "ONNX",
+            "--dataset", "imagefolder", "--height", "32", "--quantize", "int8", "--calib_data", calib,
+            "--calib_size", "120", *extra]
+
+
+def _zero_point_types(path):
+    model = onnx.load(path)
+    zero_points = {n.input[2] for n in model.graph.node if n.op_type == "QuantizeLinear"}
+    return {onnx.helper.tensor_dtype_to_np_dtype(t.data_type) for t in model.graph.initializer
+            if t.name in zero_points}
+
+
+def test_int8_export_is_quantized_per_channel_checked_and_read_by_eval(plain20_ckpt, made_jpegs, tmp_path, capsys):
+    out = tmp_path / "p20"
+    assert export_script.main(_int8_argv(plain20_ckpt, out, made_jpegs)) == 0
+    printed = capsys.readouterr().out
+    path = str(out) + ".int8.onnx"
+    assert os.listdir(tmp_path) == ["p20.int8.onnx"]  # no float intermediate, no staging folder left
+    assert f"to {path}" in printed and "on 120 images of the train split" in printed
+    agreement = float(printed.split("top-1 agreement ")[1].split("%")[0])
+    assert 95.0 <= agreement <= 100.0
+    model = onnx.load(path)
+    assert [o.version for o in model.opset_import if o.domain in ("", "ai.onnx")] == [13]
+    ops = graph_ops(path)
+    assert ops.count("Conv") == 19 and ops.count("QuantizeLinear") > 0 and "Add" not in ops
+    # per-channel weights: the convolution weights' DequantizeLinear carries an axis and one scale per channel
+    initializers = {t.name: t for t in model.graph.initializer}
+    weight_dq = [n for n in model.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in initializers
+                 and len(initializers[n.input[0]].dims) == 4]
+    assert len(weight_dq) == 19
+    assert all(initializers[n.input[1]].dims[0] == initializers[n.input[0]].dims[0] for n in weight_dq)
+    assert _zero_point_types(path) == {np.dtype(np.uint8)}
+    assert os.path.getsize(path) < 0.4 * 1.03 * 2 ** 20
+
+    results = {}
+    for flag, model_file in (("--ckpt_file", plain20_ckpt), ("--onnx", path)):
+        result_json = str(tmp_path / f"{flag.strip('-')}.json")
+        assert eval_script.main(["--arch", "plain20", "--dataset", "imagefolder", "--image_size", "32",
+                                 "--data_path", made_jpegs, flag, model_file, "--output_json", result_json]) == 0
+        results[flag] = json.load(open(result_json))
+    assert results["--onnx"]["num_samples"] == results["--ckpt_file"]["num_samples"] == 100
+    assert abs(results["--onnx"]["top1"] - results["--ckpt_file"]["top1"]) <= 5.0
+
+
+def test_int8_from_a_float_onnx_file_with_int8_activations_and_already_quantized_refused(plain20_ckpt, made_jpegs,
+                                                                                          tmp_path, capsys):
+    float_base = tmp_path / "p20"
+    assert export_script.main(["--ckpt_file", plain20_ckpt, "--arch", "plain20", "--file_name", str(float_base),
+                               "--file_format", "ONNX"]) == 0
+    argv = ["--onnx_file", str(float_base) + ".onnx", "--file_format", "ONNX", "--dataset", "imagefolder",
+            "--quantize", "int8", "--calib_data", made_jpegs, "--calib_size", "64", "--quant_activations", "int8",
+            "--calib_method", "percentile"]
+    assert export_script.main(argv) == 0
+    path = str(float_base) + ".int8.onnx"  # the default name: beside the float file
+    assert _zero_point_types(path) == {np.dtype(np.int8)}
+    assert "int8 activations, percentile calibration on 64 images" in capsys.readouterr().out
+    _refused(["--onnx_file", path] + argv[2:] + ["--file_name", str(tmp_path / "again")], tmp_path, capsys,
+             "is already quantized (it has DequantizeLinear, QuantizeLinear nodes)")
+
+
+def _refused(argv, folder, capsys, message):
+    before = sorted(os.listdir(folder))
+    assert export_script.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and err.count("\n") == 0, err
+    assert sorted(os.listdir(folder)) == before
+
+
+def test_int8_export_refuses_bad_calibration_data_and_models(plain20_ckpt, made_jpegs, made_cifar10, tmp_path,
+                                                             capsys):
+    out = tmp_path / "out" / "p20"
+    out.parent.mkdir()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    five_classes = write_image_folder(str(tmp_path / "five"), classes=5, train_per_class=4, val_per_class=1)
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(b"not a model")
+    cases = [
+        (_int8_argv(plain20_ckpt, out, str(tmp_path / "none")), f"(--calib_data {tmp_path}/none): image folder"),
+        (_int8_argv(plain20_ckpt, out, str(empty)), f"{empty}/train is not a directory"),
+        (_int8_argv(plain20_ckpt, out, made_jpegs, "--calib_size", "600"),
+         "calib_size=600 but the training split has only 500 images"),
+        (_int8_argv(plain20_ckpt, out, five_classes), "has 5 classes but the model has 10"),
+        ([a for a in _int8_argv(plain20_ckpt, out, "") if a not in ("--calib_data", "")],
+         "--quantize int8 needs calibration images"),
+        (_int8_argv(plain20_ckpt, out, made_jpegs, "--file_format", "MINDIR"), "writes an INT8 ONNX model"),
+        (_int8_argv(plain20_ckpt, out, made_jpegs, "--onnx_file", str(garbage)), "takes exactly one model"),
+        (["--onnx_file", str(garbage), "--file_format", "ONNX", "--dataset", "imagefolder", "--quantize", "int8",
+          "--calib_data", made_jpegs, "--file_name", str(out)], "is not a readable ONNX file"),
+        # CIFAR images are 32x32: a model exported for 64x64 inputs cannot be calibrated with them
+        (["--ckpt_file", plain20_ckpt, "--arch", "plain20", "--file_name", str(out), "--file_format", "ONNX",
+          "--dataset", "cifar10", "--height", "64", "--quantize", "int8", "--calib_data", made_cifar10],
+         "the model takes 64x64 images but cifar10 images are 32x32"),
+    ]
+    for argv, message in cases:
+        _refused(argv, out.parent, capsys, message)
+    assert not [f for f in os.listdir(tmp_path) if f.startswith(".")]  # no staging folder left anywhere
+    assert export_script.main(_int8_argv(plain20_ckpt, out, made_jpegs)) == 0
+    first = open(str(out) + ".int8.onnx", "rb").read()
+    _refused(_int8_argv(plain20_ckpt, out, made_jpegs), out.parent, capsys, "exists; pass --overwrite")
+    assert open(str(out) + ".int8.onnx", "rb").read() == first
+
+
+def test_calibration_images_come_from_the_training_split_with_the_evaluation_transform(made_cifar10):
+    images, split = calibration_images("cifar10", made_cifar10, [1, 3, 32, 32], 10, 40)
+    assert images.shape == (40, 3, 32, 32) and split == "40 images of the train minus held-out data_batch_5 split"
+    again, _ = calibration_images("cifar10", made_cifar10, [1, 3, 32, 32], 10, 40)
+    assert np.array_equal(images, again)  # the same images, no augmentation
+    val, _ = create_dataset("cifar10", made_cifar10, "val", 1000, val_split="data_batch_5")
+    held_out = np.concatenate([b[0] for b in val.create_tuple_iterator(num_epochs=1, output_numpy=True)])
+    flat = {row.tobytes() for row in held_out.reshape(len(held_out), -1)}
+    assert not any(row.tobytes() in flat for row in images.reshape(len(images), -1))
+
+
+# --- MindSpore Lite full quantization (converter_lite does not install here: --dry_run) ---------------------------
+
+def test_lite_full_quant_writes_calibration_files_and_config(made_jpegs, tmp_path):
+    from test_scripts import _bash
+
+    ckpt = _save(_trained_looking("plain20"), tmp_path / "best.ckpt", "plain20", plain_variant="full")
+    assert export_script.main(["--ckpt_file", ckpt, "--arch", "plain20", "--file_name", str(tmp_path / "p20"),
+                               "--file_format", "MINDIR"]) == 0
+    model = tmp_path / "p20.mindir"
+    result = _bash("run_convert_lite.sh", model, tmp_path / "lite", "--quant", "int8", "--calib_dir", made_jpegs,
+                   "--calib_size", "30", "--calib_method", "entropy", "--dry_run")
+    assert result.returncode == 0, result.stderr[-2000:]
+    config = tmp_path / "lite.full_quant.cfg"
+    assert result.stdout.strip() == (f"converter_lite --fmk=MINDIR --modelFile={model} --outputFile={tmp_path}/lite "
+                                     f"--optimize=general --configFile={config}")
+    text = config.read_text()
+    for line in ("[common_quant_param]", "quant_type=FULL_QUANT", "bit_num=8", "[data_preprocess_param]",
+                 f"calibrate_path=x:{tmp_path}/lite.calibration", "calibrate_size=30", "input_type=BIN",
+                 "[full_quant_param]", "activation_quant_method=KL", "per_channel=true"):
+        assert line in text.splitlines()
+    files = sorted(os.listdir(tmp_path / "lite.calibration"))
+    assert files == [f"{i:05d}.bin" for i in range(30)]
+    images, _ = calibration_images("imagefolder", made_jpegs, [1, 3, 32, 32], 10, 30)
+    first = np.fromfile(tmp_path / "lite.calibration" / "00000.bin", np.float32)
+    assert np.array_equal(first, images[0].transpose(1, 2, 0).ravel())  # NHWC buffer of the first image
+
+
+def test_lite_full_quant_refusals_leave_nothing(made_jpegs, tmp_path):
+    from test_scripts import _bash
+
+    model = tmp_path / "m.mindir"
+    model.write_bytes(b"x")
+    before = sorted(os.listdir(tmp_path))
+    no_dir = _bash("run_convert_lite.sh", model, "--quant", "int8", "--dry_run")
+    assert no_dir.returncode == 2 and "--quant int8 needs --calib_dir DIR" in no_dir.stderr
+    stray = _bash("run_convert_lite.sh", model, "--calib_dir", made_jpegs, "--dry_run")
+    assert stray.returncode == 2 and "go with --quant int8" in stray.stderr
+    missing = _bash("run_convert_lite.sh", model, "--quant", "int8", "--calib_dir", tmp_path / "none", "--dry_run")
+    assert missing.returncode == 2 and "calibration data folder" in missing.stderr
+    corrupt = _bash("run_convert_lite.sh", model, "--quant", "int8", "--calib_dir", made_jpegs, "--dry_run")
+    assert corrupt.returncode == 2 and "is not a readable MindIR file" in corrupt.stderr
+    assert sorted(os.listdir(tmp_path)) == before
