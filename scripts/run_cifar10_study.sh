@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The CIFAR-10 depth study (README "Results"): every row that is not finished yet, resumable.
-#   bash scripts/run_cifar10_study.sh DATA_PATH [--rows a,b] [--git_commit] [other bench/cifar10_study.py flags]
-# Row results: bench/results/cifar10_study/; run folders: runs/cifar10_study/ (or --output_dir).
+# The CIFAR-10 studies (README "Results"): every row that is not finished yet, resumable.
+#   bash scripts/run_cifar10_study.sh DATA_PATH [--study converged|short] [--rows a,b] [--git_commit] [...]
+# --study converged (default): all 40,000 training images, 30 epochs; short: the finished 10k-image, 12-epoch study.
+# Row results: bench/results/cifar10_converged/ (or cifar10_study/); run folders: runs/<same name>/ (or --output_dir).
 set -euo pipefail
 if [ $# -lt 1 ] || [ "$1" = "-h" ] || [ "$1" = "--help" ]; then
     echo "Usage: bash $0 DATA_PATH [bench/cifar10_study.py options]" >&2

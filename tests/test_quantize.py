@@ -162,6 +162,12 @@ def test_lite_full_quant_writes_calibration_files_and_config(made_jpegs, tmp_pat
     images, _ = calibration_images("imagefolder", made_jpegs, [1, 3, 32, 32], 10, 30)
     first = np.fromfile(tmp_path / "lite.calibration" / "00000.bin", np.float32)
     assert np.array_equal(first, images[0].transpose(1, 2, 0).ravel())  # NHWC buffer of the first image
+    from resdist.quantize import main as quantize_main  # NCHW files, as Ascend's AMCT reads them
+
+    assert quantize_main(["--mindir", str(model), "--calib_dir", made_jpegs, "--output", str(tmp_path / "amct"),
+                          "--calib_size", "30", "--layout", "nchw"]) == 0
+    first = np.fromfile(tmp_path / "amct.calibration" / "00000.bin", np.float32)
+    assert np.array_equal(first, images[0].ravel())
 
 
 def test_lite_full_quant_refusals_leave_nothing(made_jpegs, tmp_path):

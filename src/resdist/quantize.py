@@ -167,15 +167,17 @@ def lite_config(input_name, calib_dir, calib_size, method="minmax"):
     ])
 
 
-def write_lite_calibration(images, folder):
-    """One float32 .bin file per image, NHWC (converter_lite's default input layout for 4-D BIN data)."""
+def write_calibration_bins(images, folder, layout="nhwc"):
+    """One float32 .bin file per image: NHWC for converter_lite (its default input layout for 4-D BIN data), NCHW
+    for Ascend's AMCT (``amct_onnx calibration --data_dir``, the ONNX model's own layout)."""
     os.makedirs(folder)
     for i, image in enumerate(images):
-        np.ascontiguousarray(image.transpose(1, 2, 0), np.float32).tofile(os.path.join(folder, f"{i:05d}.bin"))
+        data = image.transpose(1, 2, 0) if layout == "nhwc" else image
+        np.ascontiguousarray(data, np.float32).tofile(os.path.join(folder, f"{i:05d}.bin"))
 
 
 def prepare_lite_full_quant(mindir, calib_dir, output, dataset="", calib_size=512, method="minmax",
-                            val_split="auto"):
+                            val_split="auto", layout="nhwc"):
     """The files ``converter_lite --configFile`` needs for a full-quantization INT8 ``.ms`` of ``mindir``:
     ``<output>.calibration/`` (one .bin a calibration image) and ``<output>.full_quant.cfg``. Both are made anew
     each time (written aside, then renamed into place). Returns the config file's path."""
@@ -204,7 +206,7 @@ def prepare_lite_full_quant(mindir, calib_dir, output, dataset="", calib_size=51
     folder, config = output + ".calibration", output + ".full_quant.cfg"
     staging = f"{output}.{os.getpid()}.partial"
     try:
-        write_lite_calibration(images, staging)
+        write_calibration_bins(images, staging, layout)
         with open(staging + ".cfg", "w", encoding="utf-8") as f:
             # converter_lite names a MindIR input by its parameter (the part after the graph's "scope:" prefix)
             f.write(lite_config(input_name.rsplit(":", 1)[-1], folder, len(images), method))
@@ -237,12 +239,14 @@ def main(argv=None):
     parser.add_argument("--calib_method", default="minmax", choices=sorted(LITE_METHODS),
                         help="activation ranges: minmax (MAX_MIN), entropy (KL), percentile (REMOVAL_OUTLIER)")
     parser.add_argument("--val_split", default="auto", help="held-out validation split kept out of calibration")
+    parser.add_argument("--layout", default="nhwc", choices=("nhwc", "nchw"),
+                        help="layout of the .bin files: nhwc for converter_lite (default), nchw for Ascend's AMCT")
     args = parser.parse_args(argv)
     if args.calib_size < 1:
         parser.error("--calib_size must be >= 1")
     try:
         print(prepare_lite_full_quant(args.mindir, args.calib_dir, args.output, args.dataset, args.calib_size,
-                                      args.calib_method, args.val_split))
+                                      args.calib_method, args.val_split, args.layout))
     except (UserError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
