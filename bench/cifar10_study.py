@@ -254,7 +254,11 @@ def run_row(row, args):
         with open(wall_file, encoding="utf-8") as f:
             spent = json.load(f)["seconds"]
     start = time.time()
-    code = subprocess.call(command, cwd=ROOT)
+    # this checkout's own package first: a runner started from another checkout (a worktree kept at the study's
+    # commit) must not train with whatever checkout `pip install -e` last pointed at
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [os.path.join(ROOT, "src"),
+                                                                     os.environ.get("PYTHONPATH")]))}
+    code = subprocess.call(command, cwd=ROOT, env=env)
     spent += time.time() - start
     if os.path.isdir(run_dir):
         save_report({"seconds": spent}, wall_file)

@@ -159,7 +159,11 @@ OPTIONS = [
     Option("loss_scale", 1.0, "loss scale (1: off; e.g. 1024 static, or 65536 as dynamic's start with O2/O3)",
            check=_positive, scope="train"),
     # logging and checkpoints
-    Option("log_interval", 20, "log loss, lr and images/s every N steps", check=_positive, scope="train"),
+    Option("log_interval", 20, "log loss, lr and images/s every N steps (the mean over those steps): the only "
+           "points, with the epoch's end, where the host waits for the device", check=_positive, scope="train"),
+    Option("dataset_sink_mode", "auto", "run steps in data-sink calls on the device (log_interval steps each, "
+           "adjusted to divide the epoch): auto = on for Ascend/GPU, off on CPU (MindSpore has no data sink on "
+           "CPU)", choices=("auto", "true", "false"), scope="train"),
     Option("keep_checkpoint_max", 3, "per-epoch checkpoints to keep besides last.ckpt and best.ckpt",
            check=_non_negative, scope="train"),
     # evaluation

@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import time
+from dataclasses import dataclass
 
 import mindspore as ms
 import numpy as np
@@ -16,7 +17,7 @@ from mindspore import nn, ops
 from . import checkpoint as ckpt_io
 from .build import build_dataset, build_network, identity, write_json
 from .config import ConfigError
-from .data import check_dataset, checked, dataset_num_classes, epoch_iterator
+from .data import check_dataset, checked, dataset_num_classes, epoch_iterator, epoch_seed
 from . import runtime
 from .errors import TrainingError
 from .distill import KnowledgeDistillation, eta_at
@@ -55,6 +56,7 @@ def check_inputs(cfg):
     the data set's files, and for distillation the teacher checkpoint and the RD settings. Returns the
     checkpoints it read ({path: contents}) so that ``train`` does not read them a second time."""
     check_procedure(cfg)
+    dataset_sink_mode(cfg)
     check_dataset(cfg.dataset, cfg.data_path, cfg.val_split)
     checkpoints = {}
     if cfg.resume:  # a refused resume must leave the run folder exactly as it was
@@ -107,11 +109,39 @@ def build_objective(cfg, net, num_classes, checkpoints=None):
         raise ConfigError(str(exc)) from None
 
 
+class WindowSums(nn.Cell):
+    """Sums of a step's loss, correct count and loss terms, kept on the device across the steps of a logging
+    window: the training step adds to them, the host reads them (``read_back``) once a window and clears them.
+    They live in a Parameter, so a data-sink call running many steps on the device accumulates them as well."""
+
+    def __init__(self, num_terms):
+        super().__init__()
+        self.sums = ms.Parameter(ms.Tensor(np.zeros(2 + num_terms, np.float32)), name="window_sums",
+                                 requires_grad=False)
+
+    def construct(self, loss, correct, terms):
+        stats = ops.stack([loss.astype(ms.float32), correct.astype(ms.float32)]
+                          + [t.astype(ms.float32) for t in terms])
+        return ops.assign_add(self.sums, stats)
+
+    def take(self):
+        """(loss sum, correct sum, [term sums]) on the host, and the sums cleared: one device read-back."""
+        values = read_back(self.sums).astype(np.float64)
+        ops.assign(self.sums, ops.zeros_like(self.sums))
+        return values[0], values[1], values[2:]
+
+
+def read_back(tensor):
+    """The one place the training loop copies a device tensor to the host (which waits for the device)."""
+    return tensor.asnumpy()
+
+
 def make_train_step(objective, optimizer, loss_scale=1.0, distributed=False, compile_step=True, jit_level=None,
-                    loss_scale_type="static"):
+                    loss_scale_type="static", window=None):
     """One optimisation step ``(images, labels) -> (loss, correct, terms)``: forward, backward through the
     objective, (all-reduce), SGD update. Gradients are taken w.r.t. the optimizer's parameters only, so
-    anything else in the objective (e.g. a frozen teacher) gets no weight gradients.
+    anything else in the objective (e.g. a frozen teacher) gets no weight gradients. With ``window`` (a
+    WindowSums) the step also adds its loss, correct count and terms to the window's device-side sums.
 
     Loss scaling (for float16, see ``precision``): ``static`` multiplies the loss by ``loss_scale`` and divides
     the gradients back; ``dynamic`` starts at ``loss_scale``, skips the update of a step whose gradients
@@ -141,6 +171,8 @@ def make_train_step(objective, optimizer, loss_scale=1.0, distributed=False, com
         else:
             loss = ops.depend(loss, optimizer(grads))
         correct = (ops.argmax(logits, 1) == labels).astype(ms.int32).sum()
+        if window is not None:
+            loss = ops.depend(loss, window(loss, correct, terms))
         return loss, correct, terms
 
     if not compile_step:
@@ -183,15 +215,57 @@ def prepare_output_dir(cfg, rank):
     return []
 
 
-def train(cfg, rank=0, group_size=1, checkpoints=None):
-    """Train as ``cfg`` says (``check_inputs(cfg)`` first gives earlier errors; pass what it returns as
-    ``checkpoints`` to skip reading the resume and teacher checkpoints again). Logging must be set up by the
-    caller; returns the list of epoch metrics."""
-    checkpoints = {} if checkpoints is None else checkpoints
-    check_procedure(cfg)
+def dataset_sink_mode(cfg):
+    """Whether steps run in data-sink mode: ``auto`` is on wherever the target is not the CPU (as the model zoo
+    and mindcv train on Ascend); MindSpore refuses data sinking on CPU, so ``true`` there is an error."""
+    if cfg.dataset_sink_mode == "auto":
+        return cfg.device_target != "CPU"
+    if cfg.dataset_sink_mode == "true" and cfg.device_target == "CPU":
+        raise ConfigError("dataset_sink_mode=true needs device_target Ascend or GPU (MindSpore: \"Data sinking "
+                          "supports ascend or gpu device target\"); on CPU use dataset_sink_mode auto or false")
+    return cfg.dataset_sink_mode == "true"
+
+
+def sink_size(steps_per_epoch, log_interval):
+    """Steps per data-sink call: the largest divisor of the epoch's steps not above ``log_interval``, so that the
+    calls cover the epoch exactly (no remainder; an epoch of a prime number of steps above log_interval sinks one
+    step per call: pick another log_interval or max_steps_per_epoch then)."""
+    return max(d for d in range(1, min(log_interval, steps_per_epoch) + 1) if steps_per_epoch % d == 0)
+
+
+@dataclass
+class Run:
+    """What one training run is made of, set up once by ``setup_run``; every epoch reads it."""
+    cfg: object
+    rank: int
+    group_size: int
+    train_ds: object
+    val_ds: object              # None where this rank does not validate
+    val_info: dict
+    objective: object
+    optimizer: object
+    lrs: object                 # learning rate of every step
+    steps_per_epoch: int
+    sink: bool                  # steps run in data-sink calls on the device
+    chunk: int                  # steps between two read-backs: log_interval, or the sink size
+    window: WindowSums
+    train_step: object
+    manager: object
+    meta: dict                  # what every checkpoint of the run records
+    start_epoch: int
+    best_acc: float
+
+    @property
+    def deployable(self):
+        return self.objective.deployable
+
+
+def setup_run(cfg, rank, group_size, checkpoints):
+    """Data, networks, objective, optimizer, compiled step and resume state of a run (logged as they are built)."""
     if cfg.amp_level != "O0" and cfg.device_target == "CPU":
         logger.warning("amp_level=%s is for Ascend/GPU; using O0 on CPU", cfg.amp_level)
         cfg.amp_level = "O0"
+    sink = dataset_sink_mode(cfg)
 
     train_ds, train_info = build_dataset(cfg, "train", rank, group_size)
     val_ds = val_info = None
@@ -235,7 +309,7 @@ def train(cfg, rank=0, group_size=1, checkpoints=None):
     optimizer = create_optimizer(trainable, lrs, cfg.momentum, cfg.nesterov, cfg.weight_decay,
                                  cfg.wd_exclude_bn_bias)
 
-    start_epoch, best_acc, history = 0, -1.0, []
+    start_epoch, best_acc = 0, -1.0
     if cfg.resume:
         state = _take(checkpoints, cfg.resume, "resume checkpoint")
         ckpt_io.load_network(deployable, state, "resume checkpoint", cfg.resume, cfg.arch,
@@ -246,83 +320,132 @@ def train(cfg, rank=0, group_size=1, checkpoints=None):
         best_acc = float(ckpt_io.meta_value(state, "best_acc", -1.0))
         del state  # loaded: the host copy (for ResNet-50 with optimizer state ~300 MB) is not kept for the run
         logger.info("resumed from %s: %d epochs done, best val top-1 %.2f%%", cfg.resume, start_epoch, best_acc)
-        if start_epoch >= cfg.epochs:
-            logger.info("nothing to do: the run already has %d of %d epochs", start_epoch, cfg.epochs)
-            return history
 
-    train_step = make_train_step(objective, optimizer, cfg.loss_scale, group_size > 1, cfg.mode == "graph",
-                                 loss_scale_type=cfg.loss_scale_type)
-    manager = ckpt_io.CheckpointManager(cfg.output_dir, cfg.keep_checkpoint_max)
+    window = WindowSums(len(objective.term_names))
+    chunk = sink_size(steps_per_epoch, cfg.log_interval) if sink else cfg.log_interval
+    if sink:
+        logger.info("data sink: %d steps per device call (log_interval %d adjusted to divide the %d steps of an "
+                    "epoch)", chunk, cfg.log_interval, steps_per_epoch)
+    # data_sink compiles the step itself; otherwise graph mode compiles it here
+    train_step = make_train_step(objective, optimizer, cfg.loss_scale, group_size > 1,
+                                 cfg.mode == "graph" and not sink, loss_scale_type=cfg.loss_scale_type,
+                                 window=window)
     meta = {**identity(cfg, cfg.arch), "procedure": cfg.procedure, "num_classes": num_classes,
             "dataset": cfg.dataset}
-    names = objective.term_names
-    metrics = {}  # metrics.json as last written (rank 0)
-    images_per_step = cfg.batch_size * group_size
+    return Run(cfg, rank, group_size, train_ds, val_ds, val_info, objective, optimizer, lrs, steps_per_epoch, sink,
+               chunk, window, train_step, ckpt_io.CheckpointManager(cfg.output_dir, cfg.keep_checkpoint_max), meta,
+               start_epoch, best_acc)
 
-    for epoch in range(start_epoch, cfg.epochs):
-        objective.set_train(True)
-        eta = None
-        if hasattr(objective, "set_eta"):
-            eta = eta_at(epoch, cfg.eta_min, cfg.eta_epochs)
-            objective.set_eta(eta)
-            logger.info("epoch %d/%d: eta %.4f (mixed-path loss weight), lambda %g", epoch + 1, cfg.epochs, eta,
-                        cfg.fd_lambda)
-        epoch_start = tick = time.time()
-        loss_sum, correct, seen = 0.0, 0, 0
-        term_sums = np.zeros(len(names))
-        iterator = epoch_iterator(train_ds, cfg.seed, epoch)
-        for step, (images, labels) in enumerate(checked(iterator, "training data"), 1):
-            loss, n_correct, terms = train_step(images, labels)
-            loss = float(loss.asnumpy())
-            if not np.isfinite(loss):
-                raise diverged(cfg, f"the loss became {loss}", epoch + 1, step, manager)
-            term_values = [float(t.asnumpy()) for t in terms]
-            loss_sum += loss
-            term_sums += term_values
-            correct += int(n_correct.asnumpy())
-            seen += len(labels)
-            if step % cfg.log_interval == 0 or step == steps_per_epoch:
-                now = time.time()
-                done = (step - 1) % cfg.log_interval + 1
-                logger.info("epoch %d/%d step %d/%d loss %.4f %s lr %.5f %.1f img/s", epoch + 1, cfg.epochs,
-                            step, steps_per_epoch, loss,
-                            " ".join(f"{n} {v:.4f}" for n, v in zip(names, term_values)),
-                            lrs[min(epoch * steps_per_epoch + step - 1, len(lrs) - 1)],
-                            done * images_per_step / max(now - tick, 1e-9))
-                tick = now
-            if step >= steps_per_epoch:
-                break
-        train_time = time.time() - epoch_start
-        record = {"epoch": epoch + 1, "train_loss": loss_sum / step, "train_acc": 100.0 * correct / seen,
-                  "train_images_per_s": seen * group_size / train_time,
-                  **{f"train_{n}": s / step for n, s in zip(names, term_sums)}}
-        if eta is not None:
-            record["eta"] = eta
-        if val_ds is not None:
-            val = evaluate(deployable, val_ds)
-            record.update(val_top1=val["top1"], val_top5=val["top5"])
-        record["epoch_seconds"] = round(time.time() - epoch_start, 1)  # training and validation
-        acc = record.get("val_top1", record["train_acc"])
-        is_best = acc > best_acc
-        best_acc = max(acc, best_acc)
-        logger.info("epoch %d/%d done in %.1fs: train loss %.4f acc %.2f%%%s; %.1f img/s", epoch + 1, cfg.epochs,
-                    train_time, record["train_loss"], record["train_acc"],
-                    f", val top-1 {record['val_top1']:.2f}% top-5 {record['val_top5']:.2f}%" if val_ds else "",
-                    record["train_images_per_s"])
-        history.append(record)
-        state = {**ckpt_io.network_params(deployable), **ckpt_io.optimizer_params(optimizer, objective),
-                 **{ckpt_io.TRAIN_STATE_PREFIX + n: p for n, p in objective.extra_state().items()}}
-        bad = [n for n, p in state.items() if not np.isfinite(p.asnumpy()).all()]
-        if bad:  # never save non-finite weights over a good checkpoint
-            raise diverged(cfg, f"{len(bad)} parameters became non-finite ({', '.join(bad[:3])}"
-                                f"{', ...' if len(bad) > 3 else ''})", epoch + 1, step, manager)
-        logger.info("epoch %d: weights checksum %s (rank %d; the same on every rank of a run)", epoch + 1,
-                    weights_checksum(deployable), rank)
-        if rank == 0:
-            manager.save_epoch(epoch + 1, state, deployable_params(deployable),
-                               {**meta, "epoch": epoch + 1, "best_acc": best_acc}, is_best)
-            metrics = _merge_history(cfg.output_dir, history, val_info["split"] if val_info else None)
-            write_json(os.path.join(cfg.output_dir, "metrics.json"), metrics)
+
+def epoch_stepper(run, epoch):
+    """``advance(n)``: run the next ``n`` training steps of ``epoch``. The one place where data sink and the
+    host loop differ: both call the same step, which adds to the same device-side window sums."""
+    if run.sink:
+        import mindspore.dataset as ds
+
+        # data_sink loops its data set on the device without end, so each epoch gets a pipeline of its own, seeded
+        # from (seed, epoch) as the host loop's iterator is: the same shuffling, exact resume, and an epoch cut
+        # at max_steps_per_epoch starts the next one afresh. Not run here (MindSpore has no data sink on CPU).
+        ds.config.set_seed(epoch_seed(run.cfg.seed, epoch))
+        dataset, _ = build_dataset(run.cfg, "train", run.rank, run.group_size)
+        sink_call = ms.data_sink(run.train_step, dataset, sink_size=run.chunk,
+                                 jit_config=ms.JitConfig() if run.cfg.mode == "graph" else None)
+        return lambda n: sink_call()
+    batches = checked(epoch_iterator(run.train_ds, run.cfg.seed, epoch), "training data")
+
+    def advance(n):
+        for _ in range(n):
+            images, labels = next(batches)
+            run.train_step(images, labels)
+    return advance
+
+
+def train_epoch(run, epoch):
+    """One epoch's training steps, with the host reading the device's window sums once every ``run.chunk``
+    steps (to log, and to stop at a non-finite loss). Returns the epoch's training record."""
+    cfg, names, steps = run.cfg, run.objective.term_names, run.steps_per_epoch
+    run.objective.set_train(True)
+    record = {"epoch": epoch + 1}
+    if hasattr(run.objective, "set_eta"):
+        record["eta"] = eta_at(epoch, cfg.eta_min, cfg.eta_epochs)
+        run.objective.set_eta(record["eta"])
+        logger.info("epoch %d/%d: eta %.4f (mixed-path loss weight), lambda %g", epoch + 1, cfg.epochs,
+                    record["eta"], cfg.fd_lambda)
+    advance = epoch_stepper(run, epoch)
+    loss_sum = correct = 0.0
+    term_sums = np.zeros(len(names))
+    start = tick = time.time()
+    done = 0
+    while done < steps:
+        n = min(run.chunk, steps - done)
+        advance(n)
+        loss, n_correct, terms = run.window.take()
+        if not np.isfinite(loss):
+            raise diverged(cfg, f"the loss became {loss / n}", epoch + 1, f"steps {done + 1}-{done + n}",
+                           run.manager)
+        done += n
+        loss_sum, correct, term_sums = loss_sum + loss, correct + n_correct, term_sums + terms
+        now = time.time()
+        logger.info("epoch %d/%d step %d/%d loss %.4f %s lr %.5f %.1f img/s", epoch + 1, cfg.epochs, done, steps,
+                    loss / n, " ".join(f"{k} {v / n:.4f}" for k, v in zip(names, terms)),
+                    run.lrs[min(epoch * steps + done - 1, len(run.lrs) - 1)],
+                    n * cfg.batch_size * run.group_size / max(now - tick, 1e-9))
+        tick = now
+    seconds = time.time() - start
+    seen = steps * cfg.batch_size
+    record.update({"train_loss": loss_sum / steps, "train_acc": 100.0 * correct / seen,
+                   "train_images_per_s": seen * run.group_size / seconds,
+                   **{f"train_{k}": v / steps for k, v in zip(names, term_sums)}})
+    return record, seconds
+
+
+def end_epoch(run, record, train_seconds, start, history):
+    """Validate, refuse non-finite weights, log, and (rank 0) save the epoch's checkpoints and metrics.json."""
+    cfg, epoch = run.cfg, record["epoch"]
+    if run.val_ds is not None:
+        val = evaluate(run.deployable, run.val_ds)
+        record.update(val_top1=val["top1"], val_top5=val["top5"])
+    record["epoch_seconds"] = round(time.time() - start, 1)  # training and validation
+    acc = record.get("val_top1", record["train_acc"])
+    is_best = acc > run.best_acc
+    run.best_acc = max(acc, run.best_acc)
+    logger.info("epoch %d/%d done in %.1fs: train loss %.4f acc %.2f%%%s; %.1f img/s", epoch, cfg.epochs,
+                train_seconds, record["train_loss"], record["train_acc"],
+                f", val top-1 {record['val_top1']:.2f}% top-5 {record['val_top5']:.2f}%" if run.val_ds else "",
+                record["train_images_per_s"])
+    history.append(record)
+    state = {**ckpt_io.network_params(run.deployable), **ckpt_io.optimizer_params(run.optimizer, run.objective),
+             **{ckpt_io.TRAIN_STATE_PREFIX + n: p for n, p in run.objective.extra_state().items()}}
+    bad = [n for n, p in state.items() if not np.isfinite(p.asnumpy()).all()]
+    if bad:  # never save non-finite weights over a good checkpoint
+        raise diverged(cfg, f"{len(bad)} parameters became non-finite ({', '.join(bad[:3])}"
+                            f"{', ...' if len(bad) > 3 else ''})", epoch, f"step {run.steps_per_epoch}",
+                       run.manager)
+    logger.info("epoch %d: weights checksum %s (rank %d; the same on every rank of a run)", epoch,
+                weights_checksum(run.deployable), run.rank)
+    if run.rank == 0:
+        run.manager.save_epoch(epoch, state, deployable_params(run.deployable),
+                               {**run.meta, "epoch": epoch, "best_acc": run.best_acc}, is_best)
+        metrics = _merge_history(cfg.output_dir, history, run.val_info["split"] if run.val_info else None)
+        write_json(os.path.join(cfg.output_dir, "metrics.json"), metrics)
+        return metrics
+    return {}
+
+
+def train(cfg, rank=0, group_size=1, checkpoints=None):
+    """Train as ``cfg`` says (``check_inputs(cfg)`` first gives earlier errors; pass what it returns as
+    ``checkpoints`` to skip reading the resume and teacher checkpoints again). Logging must be set up by the
+    caller; returns the list of epoch metrics."""
+    check_procedure(cfg)
+    run = setup_run(cfg, rank, group_size, {} if checkpoints is None else checkpoints)
+    history, metrics = [], {}
+    if run.start_epoch >= cfg.epochs:
+        logger.info("nothing to do: the run already has %d of %d epochs", run.start_epoch, cfg.epochs)
+        return history
+    for epoch in range(run.start_epoch, cfg.epochs):
+        start = time.time()
+        record, train_seconds = train_epoch(run, epoch)
+        metrics = end_epoch(run, record, train_seconds, start, history)
     summary = metrics.get("summary")  # over every session of a resumed run, as best.ckpt is
     if history and summary:
         logger.info("final epoch %d: val top-1 %.2f%%; best %.2f%% at epoch %d (best.ckpt); validation: %s",
@@ -343,11 +466,12 @@ def weights_checksum(net):
     return f"{sum(v.sum() for v in values):.12e}/{sum((v * v).sum() for v in values):.12e}"
 
 
-def diverged(cfg, what, epoch, step, manager):
-    """The error that stops a run whose loss or weights became non-finite; also written to train.log."""
+def diverged(cfg, what, epoch, where, manager):
+    """The error that stops a run whose loss or weights became non-finite (``where``: "steps 5-8" of ``epoch``);
+    also written to train.log."""
     kept = (f"the last good checkpoint {manager.last} (epoch {epoch - 1}) is kept" if os.path.isfile(manager.last)
             and epoch > 1 else "no checkpoint had been written yet")
-    message = (f"training diverged at epoch {epoch} step {step}: {what}. Lower --lr (now {cfg.lr:g}) or add "
+    message = (f"training diverged at epoch {epoch} {where}: {what}. Lower --lr (now {cfg.lr:g}) or add "
                f"--warmup_epochs, and check the data; nothing was saved from this epoch, {kept}")
     runtime.log_to_files(logging.ERROR, message)  # the console gets it once, from the entry point
     return TrainingError(message)
