@@ -33,13 +33,13 @@ NETS = {"resnet20": ("resnet20", "plain20", 128, {}), "resnet56": ("resnet56", "
 PROCEDURES = ("teacher", "plain", "kd", "rd")
 
 
-def build_step(procedure, teacher_name, student_name, kwargs, jit_level=None):
+def build_step(procedure, teacher_name, student_name, kwargs, jit_level=None, readback="window"):
     from resdist.distill import KnowledgeDistillation
     from resdist.losses import CrossEntropyObjective
     from resdist.models import create_model
     from resdist.optim import create_optimizer, lr_per_step
     from resdist.rd import ResidualDistillation
-    from resdist.trainer import make_train_step
+    from resdist.trainer import WindowSums, make_train_step
 
     student = create_model(student_name, num_classes=10, **kwargs)
     if procedure == "teacher":
@@ -54,7 +54,8 @@ def build_step(procedure, teacher_name, student_name, kwargs, jit_level=None):
     trainable = {n: p for n, p in objective.parameters_and_names() if p.requires_grad}
     optimizer = create_optimizer(trainable, lr_per_step(0.01, "step", 1, 100000))
     objective.set_train(True)
-    return make_train_step(objective, optimizer, jit_level=jit_level)
+    window = WindowSums(len(objective.term_names)) if readback == "window" else None
+    return make_train_step(objective, optimizer, jit_level=jit_level, window=window), window
 
 
 def batches(batch_size, pipeline, data_path, workers=2):
@@ -75,11 +76,18 @@ def batches(batch_size, pipeline, data_path, workers=2):
         yield from dataset.create_tuple_iterator(num_epochs=1)
 
 
-def timed(step, source, steps):
+def timed(step, source, steps, window=None, log_interval=20):
+    """Seconds for ``steps`` steps, reading back as the training loop does: with a ``window``, its device-side
+    sums every ``log_interval`` steps (train.py today); without, the loss, every term and the correct count after
+    every step (train.py before the window sums)."""
     start = time.perf_counter()
-    for _ in range(steps):
+    for i in range(1, steps + 1):
         images, labels = next(source)
-        loss, _, _ = step(images, labels)
+        loss, correct, terms = step(images, labels)
+        if window is None:
+            loss.asnumpy(), correct.asnumpy(), [t.asnumpy() for t in terms]
+        elif i % log_interval == 0 or i == steps:
+            window.take()
     loss.asnumpy()  # wait for the last step
     return time.perf_counter() - start
 
@@ -112,6 +120,10 @@ def main(argv=None):
                              "'default;--op_threads=1'")
     parser.add_argument("--jit_levels", default="default",
                         help="comma list of ms.jit levels to compare side by side, e.g. default,O1")
+    parser.add_argument("--readback", default="window",
+                        help="comma list: window (device-side sums read every --log_interval steps, as train.py "
+                             "does) and/or per_step (loss, terms and correct count read after every step)")
+    parser.add_argument("--log_interval", type=int, default=20, help="steps between two reads (readback window)")
     parser.add_argument("--data_path", default=os.path.join(ROOT, "..", "shared", "data", "cifar-10-batches-bin"))
     parser.add_argument("--output", default=os.path.join(ROOT, "bench", "results", "train_throughput.json"))
     args = parser.parse_args(argv)
@@ -153,20 +165,22 @@ def main(argv=None):
         for pipeline, worker_count in sources:
             for batch_size in sizes:
                 for procedure in procedures:
-                    for level in args.jit_levels.split(","):
+                    for level, readback in [(lv, rb) for lv in args.jit_levels.split(",")
+                                            for rb in args.readback.split(",")]:
                         key = procedure if level == "default" else f"{procedure}@{level}"
-                        step = build_step(procedure, teacher_name, student_name, kwargs,
-                                          None if level == "default" else level)
+                        key += f"[{readback}]" if "," in args.readback else ""
+                        step, window = build_step(procedure, teacher_name, student_name, kwargs,
+                                                  None if level == "default" else level, readback)
                         source = batches(batch_size, worker_count is not None, args.data_path, worker_count)
-                        compile_s = timed(step, source, 2)  # compilation and first steps
-                        runs[(pipeline, key, batch_size)] = (step, source, [])
+                        compile_s = timed(step, source, 2, window)  # compilation and first steps
+                        runs[(pipeline, key, batch_size)] = (step, source, window, [])
                         print(f"{net} {key} batch {batch_size} pipeline {pipeline}: compiled + 2 warm-up steps "
                               f"in {compile_s:.1f}s", flush=True)
         for _ in range(args.rounds):
-            for step, source, times in runs.values():
-                times.append(timed(step, source, args.steps))
+            for step, source, window, times in runs.values():
+                times.append(timed(step, source, args.steps, window, args.log_interval))
         rows = []
-        for (pipeline, procedure, batch_size), (_, _, times) in runs.items():
+        for (pipeline, procedure, batch_size), (_, _, _, times) in runs.items():
             ips = batch_size * args.steps / statistics.median(times)
             rows.append({"net": net, "student": student_name, "procedure": procedure, "batch_size": batch_size,
                          "pipeline": pipeline, "images_per_s": round(ips, 2),
@@ -182,6 +196,7 @@ def main(argv=None):
         results.extend(rows)
     report = {"date": time.strftime("%Y-%m-%d %H:%M"), "mindspore": ms.__version__, "cpus": os.cpu_count(),
               "machine": platform.machine(), "cpu_runtime": cpu_note, "steps": args.steps, "rounds": args.rounds,
+              "readback": args.readback, "log_interval": args.log_interval,
               "pipeline_alone_images_per_s": pipeline_alone,
               "results": results}
     save_report(report, args.output)
