@@ -64,6 +64,11 @@ def test_there_is_a_card():
 
 @pytest.mark.parametrize("path", CARDS, ids=os.path.basename)
 def test_model_card_follows_the_hub_rules(path):
+    check_card(path, os.path.join(ROOT, "hub", "assets"))
+
+
+def check_card(path, assets_dir):
+    """The Hub validator's rules for a card, and its assets present in ``assets_dir`` with their sha256."""
     import hashlib
 
     import yaml
@@ -95,10 +100,11 @@ def test_model_card_follows_the_hub_rules(path):
         assert asset["file-format"].lower() in ("air", "ckpt", "onnx", "mindir", "mslite")
         formats.add(asset["file-format"].lower())
         assert asset["asset-link"].startswith(header["repo-link"].rstrip("/") + "/raw/main/hub/assets/")
-        local = os.path.join(ROOT, "hub", "assets", os.path.basename(asset["asset-link"]))
+        local = os.path.join(assets_dir, os.path.basename(asset["asset-link"]))
         assert os.path.isfile(local), f"{local} is not committed"
         assert hashlib.sha256(open(local, "rb").read()).hexdigest() == asset["asset-sha256"]
     assert {"ckpt", "mindir", "onnx"} <= formats
+    return header, body
 
 
 @pytest.mark.parametrize("path", CARDS, ids=os.path.basename)
@@ -145,3 +151,35 @@ def test_the_card_accuracy_is_what_eval_measures_on_real_data(path, real_cifar10
         # BatchNorm is folded into the convolutions in the exported files: float rounding differs, not the net
         np.testing.assert_allclose(logits, expected, atol=1e-3, rtol=1e-3, err_msg=suffix)
         assert (logits.argmax(1) != expected.argmax(1)).sum() <= 1, suffix  # a near-tie may flip, no more
+
+
+def test_publishing_writes_an_int8_asset_with_its_measured_accuracy(made_cifar10, tmp_path):
+    """scripts/make_hub_card.py into a scratch hub folder: the card lists the INT8 ONNX file with its sha256, and
+    the INT8 accuracy on the card is what eval.py --onnx measures on the same held-out images."""
+    import json
+    import re
+    import subprocess
+    import sys
+
+    import eval as eval_script
+    from resdist.models import create_model
+
+    ckpt = str(tmp_path / "best.ckpt")
+    ckpt_io.save(ckpt, ckpt_io.network_params(create_model("plain20", num_classes=10)),
+                 ckpt_io.network_identity("plain20", "full"))
+    common = ["--arch", "plain20", "--dataset", "cifar10", "--data_path", made_cifar10, "--val_split", "data_batch_5"]
+    assert eval_script.main(common + ["--ckpt_file", ckpt, "--output_json", str(tmp_path / "eval.json")]) == 0
+    hub = tmp_path / "hub"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.join(ROOT, "src"), os.environ.get("PYTHONPATH", "")])}
+    made = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "make_hub_card.py"), "--ckpt_file", ckpt,
+                           "--arch", "plain20", "--model_name", "p20_test", "--eval_json", str(tmp_path / "eval.json"),
+                           "--trained_with", "python train.py ...", "--data_path", made_cifar10, "--repo_link",
+                           "https://github.com/resdist/resdist", "--hub_dir", str(hub)],
+                          capture_output=True, text=True, env=env, timeout=900)
+    assert made.returncode == 0, made.stderr[-3000:]
+    header, body = check_card(str(hub / "mshub_res" / "assets" / "resdist" / "1.0" / "p20_test.md"), hub / "assets")
+    assert [a["asset-link"].rsplit("/", 1)[-1] for a in header["asset"]][-1] == "p20_test.int8.onnx"
+    stated = float(re.search(r"`p20_test\.int8\.onnx` .*? scores ([0-9.]+)% top-1", body, re.S).group(1))
+    out = str(tmp_path / "int8.json")
+    assert eval_script.main(common + ["--onnx", str(hub / "assets" / "p20_test.int8.onnx"), "--output_json", out]) == 0
+    assert stated == round(json.load(open(out))["top1"], 2)
