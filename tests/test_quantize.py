@@ -185,3 +185,15 @@ def test_lite_full_quant_refusals_leave_nothing(made_jpegs, tmp_path):
     corrupt = _bash("run_convert_lite.sh", model, "--quant", "int8", "--calib_dir", made_jpegs, "--dry_run")
     assert corrupt.returncode == 2 and "is not a readable MindIR file" in corrupt.stderr
     assert sorted(os.listdir(tmp_path)) == before
+
+
+def test_calibration_batches_fill_the_models_fixed_batch():
+    from resdist.quantize import _Batches
+
+    images = np.arange(3 * 2, dtype=np.float32).reshape(3, 2)
+    reader = _Batches(images, 8, "x")  # fewer images than one batch: repeated to fill it
+    first = reader.get_next()["x"]
+    assert first.shape == (8, 2) and np.array_equal(first[3:6], images) and reader.get_next() is None
+    reader = _Batches(np.arange(10, dtype=np.float32).reshape(5, 2), 2, "x")
+    batches = [b["x"] for b in iter(reader.get_next, None)]
+    assert [len(b) for b in batches] == [2, 2, 2] and np.array_equal(batches[2][1], [0, 1])

@@ -105,7 +105,7 @@ class _Batches:
 
     def __init__(self, images, batch, input_name):
         n = -(-len(images) // batch) * batch
-        padded = np.concatenate([images, images[:n - len(images)]]) if n > len(images) else images
+        padded = np.concatenate([images] * -(-n // len(images)))[:n]
         self._batches = iter([{input_name: padded[i:i + batch]} for i in range(0, n, batch)])
 
     def get_next(self):
