@@ -13,7 +13,7 @@ from conftest import write_image_folder
 from resdist.data import create_dataset
 from resdist.exported import graph_ops
 from resdist.quantize import calibration_images
-from test_export import _save, _trained_looking
+from test_export import _refused, _save, _trained_looking
 
 
 @pytest.fixture(scope="module")
@@ -81,14 +81,6 @@ def test_int8_from_a_float_onnx_file_with_int8_activations_and_already_quantized
     assert "int8 activations, percentile calibration on 64 images" in capsys.readouterr().out
     _refused(["--onnx_file", path] + argv[2:] + ["--file_name", str(tmp_path / "again")], tmp_path, capsys,
              "is already quantized (it has DequantizeLinear, QuantizeLinear nodes)")
-
-
-def _refused(argv, folder, capsys, message):
-    before = sorted(os.listdir(folder))
-    assert export_script.main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert message in err and err.count("\n") == 0, err
-    assert sorted(os.listdir(folder)) == before
 
 
 def test_int8_export_refuses_bad_calibration_data_and_models(plain20_ckpt, made_jpegs, made_cifar10, tmp_path,
