@@ -135,3 +135,31 @@ def test_bad_constructor_arguments_are_clear():
         create_model("resnet18", num_classes=10, stem="tiny")
     with pytest.raises(ValueError, match="resnet20 is a CIFAR network"):
         create_model("resnet20", num_classes=10, stem="imagenet")
+
+
+def test_dirac_convolutions_build_in_a_fresh_process():
+    """apply_dirac as the first MindSpore work of a process (the ImageNet RD recipes' `dirac: true`): under numpy 2
+    a Tensor method that goes through numpy failed there ("SystemError: ... returned a result with an exception
+    set"), although it passed once other operations had run, as in this test process. Also run under numpy 1.x:
+    bash scripts/test_numpy2.sh 1.26.4 tests/test_models.py -k dirac."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("from resdist import runtime; runtime.prefer_fast_cpu_kernels()\n"
+            "import numpy as np, mindspore as ms\n"
+            "from resdist.models import create_model\n"
+            "from resdist.models.dirac import apply_dirac\n"
+            "net = create_model('plain20', num_classes=10)\n"
+            "before = net.stages[0][0].conv1.weight.asnumpy().copy()\n"
+            "apply_dirac(net)\n"
+            "after = net.stages[0][0].conv1.weight.asnumpy()\n"
+            "assert np.array_equal(before, after), 'W changed'\n"
+            "net.set_train(False)\n"
+            "print(net(ms.Tensor(np.zeros((1, 3, 32, 32), np.float32))).shape, np.__version__)\n")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [os.path.join(root, "src"),
+                                                                     os.environ.get("PYTHONPATH")]))}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.startswith("(1, 10)")

@@ -25,7 +25,8 @@ class DiracConv2d(nn.Cell):
 
     def __init__(self, conv, alpha=1.0, beta=0.1):
         super().__init__()
-        self.weight = Parameter(conv.weight.value().copy(), name="weight")
+        # a device-side copy: Tensor.copy() goes through numpy, which fails in a fresh process under numpy 2
+        self.weight = Parameter(ops.deepcopy(conv.weight.value()), name="weight")
         out_ch = self.weight.shape[0]
         self.dirac_alpha = Parameter(Tensor(np.full(out_ch, alpha, np.float32)), name="dirac_alpha")
         self.dirac_beta = Parameter(Tensor(np.full(out_ch, beta, np.float32)), name="dirac_beta")
