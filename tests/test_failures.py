@@ -163,6 +163,17 @@ def test_duplicate_yaml_keys_are_refused(tmp_path, capsys):
     assert "key 'lr' is given twice (line 3)" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("value", ["null", "[a, b]", "{a: 1}"])
+def test_a_yaml_value_that_is_not_text_is_refused_for_a_text_key(tmp_path, capsys, value):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"output_dir: {value}\n")
+    before = sorted(os.listdir(os.getcwd()))
+    assert train_script.main(["--config", str(recipe)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: output_dir: ") and "is not a text value (from " in err and "\n" not in err
+    assert sorted(os.listdir(os.getcwd())) == before  # no folder named None or ['a', 'b']
+
+
 @pytest.mark.parametrize("kind", ["proc", "file"])
 def test_output_dir_that_cannot_be_created(tmp_path, capsys, kind):
     if kind == "proc":

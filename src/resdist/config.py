@@ -68,6 +68,8 @@ class Option:
             if not math.isfinite(number):
                 raise ValueError(f"{value!r} is not a finite number")
             return number
+        if kind is str and (value is None or isinstance(value, (list, tuple, dict))):  # YAML null, [..], {..}
+            raise ValueError(f"{value!r} is not a text value")
         return kind(value)
 
 
