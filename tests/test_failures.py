@@ -106,6 +106,18 @@ def test_a_refused_resume_leaves_the_run_as_it_was(one_epoch_run, tmp_path, caps
     assert _tree(run) == before
 
 
+def test_resuming_from_a_network_alone_is_refused_before_any_folder_is_made(one_epoch_run, tmp_path, capsys):
+    before = _tree(one_epoch_run)
+    new = tmp_path / "new_run"
+    best = os.path.join(one_epoch_run, "best.ckpt")
+    assert train_script.main(TINY + ["--epochs", "2", "--resume", best, "--output_dir", str(new)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"error: resume checkpoint {best} has no optimizer state: it is a network alone (as best.ckpt "
+                   f"is), not a training checkpoint; resume from the run's last.ckpt (--resume auto) or an "
+                   f"epoch_NNNN.ckpt")
+    assert not new.exists() and _tree(one_epoch_run) == before
+
+
 def test_unfinished_writes_are_removed_on_resume_and_never_read(one_epoch_run, tmp_path, capsys):
     run = tmp_path / "run"
     shutil.copytree(one_epoch_run, run)

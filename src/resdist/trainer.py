@@ -64,6 +64,10 @@ def check_inputs(cfg):
         checkpoints[cfg.resume] = ckpt_io.read(cfg.resume, "resume checkpoint")
         ckpt_io.check_identity(checkpoints[cfg.resume], "resume checkpoint", cfg.resume,
                                {**identity(cfg, cfg.arch), "procedure": cfg.procedure})
+        if not any(name.startswith(ckpt_io.OPTIMIZER_PREFIXES) for name in checkpoints[cfg.resume]):
+            raise ckpt_io.CheckpointError(f"resume checkpoint {cfg.resume} has no optimizer state: it is a network "
+                                          f"alone (as best.ckpt is), not a training checkpoint; resume from the "
+                                          f"run's last.ckpt (--resume auto) or an epoch_NNNN.ckpt")
     if cfg.procedure in DISTILLATION:
         num_classes = cfg.num_classes or dataset_num_classes(cfg.dataset, cfg.data_path)
         if cfg.teacher_ckpt and is_model(teacher_arch(cfg)):
