@@ -55,7 +55,7 @@ def optimized_ops(path):
 
 
 def make_models(spec, folder, batches, calib_size):
-    """Float and INT8 ONNX files of one network at every batch size: {(variant, batch): path}, plus facts."""
+    """Float and INT8 ONNX files of one network at every batch size: ({(variant, batch): path}, facts)."""
     import mindspore as ms
     import numpy as np
 
@@ -86,7 +86,7 @@ def make_models(spec, folder, batches, calib_size):
     for variant in VARIANTS:
         path = paths[(variant, batches[0])]
         facts[variant] = {"bytes": os.path.getsize(path), "ops": optimized_ops(path)}
-    return paths, facts, calib
+    return paths, facts
 
 
 def top1(path, data_path):
@@ -152,7 +152,7 @@ def main(argv=None):
     folder = tempfile.mkdtemp()
     rows = []
     for spec in specs:
-        paths, facts, _ = make_models(spec, folder, batches, args.calib_size)
+        paths, facts = make_models(spec, folder, batches, args.calib_size)
         row = {"net": spec["name"], "arch": spec["arch"], "size": spec["size"],
                "checkpoint": os.path.relpath(spec["ckpt"], ROOT) if spec["ckpt"] else None, "paths": paths,
                **{v: dict(facts[v]) for v in VARIANTS}}

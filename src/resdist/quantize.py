@@ -72,7 +72,7 @@ def calibration_images(dataset, data_path, shape, num_classes, calib_size, val_s
                        num_parallel_workers=2):
     """``calib_size`` images of the data set's training split (the evaluation transform, so preprocessed exactly
     as at inference), as one float32 NCHW array, checked against the model's input ``shape`` and classes."""
-    from .data import DatasetError, create_dataset, dataset_num_classes, native_image_size
+    from .data import DatasetError, checked, create_dataset, dataset_num_classes, native_image_size
 
     what = f"calibration data ({dataset} {data_path or '(generated)'})"
     height, width = shape[2], shape[3]
@@ -90,8 +90,6 @@ def calibration_images(dataset, data_path, shape, num_classes, calib_size, val_s
         data, info = create_dataset(dataset, data_path, "calib", 64, val_split=val_split, image_size=height,
                                     num_parallel_workers=num_parallel_workers, num_classes=num_classes,
                                     calib_size=calib_size)
-        from .data import checked
-
         images = np.concatenate([b[0] for b in checked(data.create_tuple_iterator(num_epochs=1, output_numpy=True),
                                                        what)])
     except DatasetError as exc:
