@@ -46,12 +46,14 @@ def test_divergence_in_the_first_epoch_saves_nothing(tmp_path, capsys):
     assert "training diverged at epoch 1" in (out / "train.log").read_text()
 
 
-def test_divergence_later_keeps_the_last_good_checkpoint(one_epoch_run, tmp_path, capsys):
+def test_divergence_later_keeps_the_last_good_checkpoint(tmp_path, capsys):
     run = str(tmp_path / "run")
-    shutil.copytree(one_epoch_run, run)
+    # a schedule that multiplies the lr by 1e8 after epoch 1: the resumed epoch 2 diverges
+    explodes = TINY + ["--lr_schedule", "step", "--lr_milestones", "1", "--lr_gamma", "1e8", "--output_dir", run]
+    assert train_script.main(explodes + ["--epochs", "1"]) == 0
     good = open(os.path.join(run, "last.ckpt"), "rb").read()
     best = open(os.path.join(run, "best.ckpt"), "rb").read()
-    assert train_script.main(TINY + ["--epochs", "3", "--lr", "1e6", "--output_dir", run, "--resume", "auto"]) == 2
+    assert train_script.main(explodes + ["--epochs", "3", "--resume", "auto"]) == 2
     err = capsys.readouterr().err
     assert "training diverged at epoch 2" in err and f"{run}/last.ckpt (epoch 1) is kept" in err
     assert open(os.path.join(run, "last.ckpt"), "rb").read() == good
@@ -94,16 +96,78 @@ def test_rd_refuses_a_plain_network_as_teacher(keep_downsample_plain20, tmp_path
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["--arch", "resnet32"], "was saved from arch 'resnet20', not 'resnet32'"),
-    (["--arch", "plain20", "--procedure", "plain"], "was saved from arch 'resnet20', not 'plain20'"),
+    (["--arch", "resnet32"], "arch 'resnet20' -> 'resnet32'"),
+    (["--arch", "plain20", "--procedure", "plain"], "arch 'resnet20' -> 'plain20'; procedure 'teacher' -> 'plain'"),
+    (["--batch_size", "16"], "batch_size 32 -> 16"),
+    (["--batch_size", "4096"], "batch_size 32 -> 4096"),
+    (["--max_steps_per_epoch", "2"], "max_steps_per_epoch 0 -> 2"),
+    (["--seed", "99"], "seed 1 -> 99"),
+    (["--lr", "0.1", "--synthetic_train_size", "256"], "synthetic_train_size 128 -> 256; lr 0.05 -> 0.1"),
+    (["--epochs", "0"], "epochs=0 (from command line) must be > 0"),
 ])
 def test_a_refused_resume_leaves_the_run_as_it_was(one_epoch_run, tmp_path, capsys, argv, message):
     run = str(tmp_path / "run")
     shutil.copytree(one_epoch_run, run)
     before = _tree(run)
-    assert train_script.main(TINY + argv + ["--epochs", "2", "--output_dir", run, "--resume", "auto"]) == 2
-    assert message in capsys.readouterr().err
+    assert train_script.main(TINY + ["--epochs", "2", "--output_dir", run, "--resume", "auto"] + argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and message in err
     assert _tree(run) == before
+
+
+def test_a_resume_may_add_epochs_and_change_logging(one_epoch_run, tmp_path):
+    run = str(tmp_path / "run")
+    shutil.copytree(one_epoch_run, run)
+    assert train_script.main(TINY + ["--epochs", "2", "--output_dir", run, "--resume", "auto", "--log_interval",
+                                     "1", "--keep_checkpoint_max", "2"]) == 0
+    import yaml
+    recorded = yaml.safe_load(open(os.path.join(run, "config.yaml")))
+    assert (recorded["epochs"], recorded["log_interval"], recorded["seed"]) == (2, 1, 1)
+    assert os.path.exists(os.path.join(run, "epoch_0002.ckpt"))
+
+
+def test_a_resume_with_fewer_epochs_than_done_is_refused(one_epoch_run, tmp_path, capsys):
+    run = str(tmp_path / "run")
+    shutil.copytree(one_epoch_run, run)
+    two = TINY + ["--output_dir", run, "--resume", "auto", "--epochs", "2"]
+    assert train_script.main(two) == 0
+    before = _tree(run)
+    assert train_script.main(TINY + ["--output_dir", run, "--resume", "auto", "--epochs", "1"]) == 2
+    assert "has 2 epochs done, more than epochs=1; pass --epochs 3 or more" in capsys.readouterr().err
+    assert train_script.main(two) == 0  # as many epochs as done: nothing to do, nothing written
+    assert _tree(run) == before
+
+
+def test_a_resume_from_a_checkpoint_without_recorded_settings_checks_the_network(one_epoch_run, tmp_path, capsys):
+    """A last.ckpt copied away from its run folder has no config.yaml beside it: the network it records is
+    still checked, and the log says the settings could not be compared."""
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    shutil.copy(os.path.join(one_epoch_run, "last.ckpt"), moved / "last.ckpt")
+    new = tmp_path / "new"
+    assert train_script.main(TINY + ["--arch", "resnet32", "--epochs", "2", "--resume", str(moved / "last.ckpt"),
+                                     "--output_dir", str(new)]) == 2
+    assert "was saved from arch 'resnet20', not 'resnet32'" in capsys.readouterr().err and not new.exists()
+    assert train_script.main(TINY + ["--epochs", "2", "--resume", str(moved / "last.ckpt"),
+                                     "--output_dir", str(new)]) == 0
+    assert "no config.yaml beside" in (new / "train.log").read_text()
+
+
+def test_a_resume_with_an_unreadable_recorded_config_is_refused(one_epoch_run, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(one_epoch_run, run)
+    (run / "config.yaml").write_text("seed: [unclosed\n")
+    before = _tree(run)
+    assert train_script.main(TINY + ["--epochs", "2", "--output_dir", str(run), "--resume", "auto"]) == 2
+    assert "the settings the run recorded, cannot be read as a YAML mapping" in capsys.readouterr().err
+    assert _tree(run) == before
+
+
+def test_a_too_large_batch_is_refused_before_the_run_folder_is_made(tmp_path, capsys):
+    new = tmp_path / "new"
+    assert train_script.main(TINY + ["--batch_size", "4096", "--output_dir", str(new)]) == 2
+    assert "128 training images per rank is fewer than batch_size=4096" in capsys.readouterr().err
+    assert not new.exists()
 
 
 def test_resuming_from_a_network_alone_is_refused_before_any_folder_is_made(one_epoch_run, tmp_path, capsys):
@@ -259,3 +323,37 @@ def test_a_corrupt_image_is_named(tmp_path, capsys, broken):
     assert code == 2
     err = capsys.readouterr().err
     assert f"training data: cannot read {bad}" in err and "corrupt or empty" in err
+
+
+# --- two runs in one folder ---------------------------------------------------------------------------------------
+
+def test_a_second_run_in_a_folder_in_use_is_refused_and_a_killed_run_resumes(tmp_path, capsys):
+    """Two real train.py processes: while the first trains, a second on the same --output_dir (here resuming
+    it) is refused by the run folder's lock, changing nothing; once the first is killed, --resume auto works."""
+    run = tmp_path / "run"
+    small = TINY + ["--synthetic_train_size", "64", "--output_dir", str(run)]
+    first = subprocess.Popen([sys.executable, "train.py"] + small + ["--epochs", "100000"], cwd=ROOT,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(600):
+            if (run / "last.ckpt").exists() or first.poll() is not None:
+                break
+            subprocess.run(["sleep", "0.5"])
+        assert first.poll() is None, first.stderr.read()
+        assert (run / ".train.lock").read_text().strip() == str(first.pid)
+        second = subprocess.run([sys.executable, "train.py"] + small + ["--epochs", "100000", "--resume", "auto"],
+                                cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert first.poll() is None  # still training: the refusal was the lock's, not a finished run's
+        assert second.returncode == 2
+        assert second.stderr.strip().splitlines()[-1] == (
+            f"error: output_dir {run} is in use by another training process (pid {first.pid}); wait for it to "
+            f"end, or choose another --output_dir")
+        assert "resumed from" not in (run / "train.log").read_text()  # the second wrote nothing to the log
+    finally:
+        first.kill()
+        first.wait()
+    done = int(ckpt_io.meta_value(ckpt_io.read(str(run / "last.ckpt")), "epoch", 0))
+    assert done >= 1
+    capsys.readouterr()
+    assert train_script.main(small + ["--epochs", str(done + 1), "--resume", "auto"]) == 0
+    assert f"resumed from {run}/last.ckpt: {done} epochs done" in (run / "train.log").read_text()

@@ -209,6 +209,15 @@ OPTIONS += [
 ]
 ALIASES = {"epoch_size": "epochs"}
 
+# What a --resume may change: more epochs, where things are read and written, logging, and how steps are computed
+# on the machine at hand. Every other training key defines the experiment (data, batch, step cap, seed, schedule,
+# losses, networks) and must equal what the run recorded in its config.yaml.
+RESUME_MAY_CHANGE = frozenset({
+    "epochs", "resume", "output_dir", "config", "demo", "data_path", "teacher_ckpt", "log_interval",
+    "keep_checkpoint_max", "num_parallel_workers", "cpu_threads", "device_target", "mode", "dataset_sink_mode",
+    "amp_level", "loss_scale", "loss_scale_type",
+})
+
 
 class Config(dict):
     """A dict whose keys are also attributes (``cfg.lr``)."""

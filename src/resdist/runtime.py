@@ -4,6 +4,7 @@
 only inside functions.
 """
 import logging
+import logging.handlers
 import os
 import platform
 import random
@@ -15,6 +16,7 @@ logger = logging.getLogger("resdist")
 
 ISA_VAR = "ONEDNN_MAX_CPU_ISA"
 HOST_DISPATCH_VAR = "MS_DEV_HOST_BLOCKING_RUN"
+LOG_FORMAT = ("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S")
 
 
 def prefer_fast_cpu_kernels():
@@ -56,18 +58,35 @@ def setup_logging(log_file=None, rank=0):
     root = logging.getLogger("resdist")
     root.handlers.clear()
     root.setLevel(logging.INFO)
-    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S")
+    fmt = logging.Formatter(*LOG_FORMAT)
     stream = logging.StreamHandler(sys.stdout)
     stream.setLevel(logging.INFO if rank == 0 else logging.WARNING)
     stream.setFormatter(fmt)
     root.addHandler(stream)
     if log_file:
-        os.makedirs(os.path.dirname(os.path.abspath(log_file)), exist_ok=True)
-        fh = logging.FileHandler(log_file)
-        fh.setFormatter(fmt)
-        root.addHandler(fh)
+        attach_log_file(log_file)
     root.propagate = False
     return root
+
+
+def hold_log_lines():
+    """Keep the log records from now on (besides printing them) until ``attach_log_file``: a run logs what it
+    builds before its folder exists, since a refused run must not create or touch that folder."""
+    logging.getLogger("resdist").addHandler(logging.handlers.MemoryHandler(capacity=10 ** 6,
+                                                                          flushLevel=logging.CRITICAL + 1))
+
+
+def attach_log_file(log_file):
+    """Log to ``log_file`` as well (INFO), starting with the records held since ``hold_log_lines``."""
+    root = logging.getLogger("resdist")
+    os.makedirs(os.path.dirname(os.path.abspath(log_file)), exist_ok=True)
+    fh = logging.FileHandler(log_file)
+    fh.setFormatter(logging.Formatter(*LOG_FORMAT))
+    for held in [h for h in root.handlers if isinstance(h, logging.handlers.MemoryHandler)]:
+        held.setTarget(fh)
+        held.flush()
+        root.removeHandler(held)
+    root.addHandler(fh)
 
 
 def log_to_files(level, message):

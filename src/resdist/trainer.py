@@ -16,7 +16,7 @@ from mindspore import nn, ops
 
 from . import checkpoint as ckpt_io
 from .build import build_dataset, build_network, identity, write_json
-from .config import ConfigError
+from .config import RESUME_MAY_CHANGE, ConfigError, options_for
 from .data import check_dataset, checked, dataset_num_classes, epoch_iterator, epoch_seed
 from . import runtime
 from .errors import TrainingError
@@ -52,39 +52,58 @@ def check_procedure(cfg):
 
 
 def check_inputs(cfg):
-    """Everything that can be checked before an output folder is created or a graph compiled: the procedure,
-    the data set's files, and for distillation the teacher checkpoint and the RD settings. Returns the
-    checkpoints it read ({path: contents}) so that ``train`` does not read them a second time."""
+    """What can be checked before anything is built: the procedure, the data set's files, the run folder's name
+    and, for a resume, that the recipe is the one the run recorded. Creates nothing. Returns a note for the log."""
     check_procedure(cfg)
     dataset_sink_mode(cfg)
     check_dataset(cfg.dataset, cfg.data_path, cfg.val_split)
-    checkpoints = {}
-    if cfg.resume:  # a refused resume must leave the run folder exactly as it was
-        cfg.resume = resume_path(cfg)
-        checkpoints[cfg.resume] = ckpt_io.read(cfg.resume, "resume checkpoint")
-        ckpt_io.check_identity(checkpoints[cfg.resume], "resume checkpoint", cfg.resume,
-                               {**identity(cfg, cfg.arch), "procedure": cfg.procedure})
-        if not any(name.startswith(ckpt_io.OPTIMIZER_PREFIXES) for name in checkpoints[cfg.resume]):
-            raise ckpt_io.CheckpointError(f"resume checkpoint {cfg.resume} has no optimizer state: it is a network "
-                                          f"alone (as best.ckpt is), not a training checkpoint; resume from the "
-                                          f"run's last.ckpt (--resume auto) or an epoch_NNNN.ckpt")
-    if cfg.procedure in DISTILLATION:
-        num_classes = cfg.num_classes or dataset_num_classes(cfg.dataset, cfg.data_path)
-        if cfg.teacher_ckpt and is_model(teacher_arch(cfg)):
-            checkpoints[cfg.teacher_ckpt] = ckpt_io.read(cfg.teacher_ckpt, "teacher checkpoint")
-        # a copy: build_objective takes the teacher's entry out of what it is given
-        build_objective(cfg, build_network(cfg, cfg.arch, num_classes), num_classes, dict(checkpoints))
-    return checkpoints
+    choose_output_dir(cfg)
+    return check_resume_config(cfg) if cfg.resume else ""
 
 
-def _take(checkpoints, path, what):
-    """A checkpoint's contents: taken out of ``checkpoints`` ({path: contents}, read earlier) if there, so that
-    nothing keeps them once loaded, else read now."""
-    state = checkpoints.pop(path, None)
-    return ckpt_io.read(path, what) if state is None else state
+def check_resume_config(cfg):
+    """A resume continues the experiment the run recorded: every training key outside ``RESUME_MAY_CHANGE``
+    must equal the value in the config.yaml beside the resumed checkpoint. Returns a note for the log."""
+    import yaml
+
+    path = os.path.join(os.path.dirname(os.path.abspath(cfg.resume)), "config.yaml")
+    if not os.path.isfile(path):
+        return (f"no config.yaml beside {cfg.resume}: the settings could not be compared with the run's own "
+                f"(only the network recorded in the checkpoint is checked)")
+    try:
+        with open(path, encoding="utf-8") as f:
+            recorded = yaml.safe_load(f)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        recorded = exc
+    if not isinstance(recorded, dict):
+        raise ConfigError(f"{path}, the settings the run recorded, cannot be read as a YAML mapping; restore it "
+                          f"(or move it away to resume without comparing settings)")
+    changed = [f"{o.name} {recorded[o.name]!r} -> {cfg[o.name]!r}" for o in options_for("train")
+               if o.name not in RESUME_MAY_CHANGE and o.name in recorded and recorded[o.name] != cfg[o.name]]
+    if changed:
+        raise ConfigError(f"resume: the run in {os.path.dirname(path)} was recorded with other settings "
+                          f"({'; '.join(changed)}); a resume may change only {', '.join(sorted(RESUME_MAY_CHANGE))}"
+                          f". Pass the recorded values, or start a new run in another --output_dir")
+    return ""
 
 
-def load_teacher(cfg, num_classes, checkpoints):
+def read_resume_checkpoint(cfg):
+    """The training state ``--resume`` names, checked against the network being trained."""
+    state = ckpt_io.read(cfg.resume, "resume checkpoint")
+    ckpt_io.check_identity(state, "resume checkpoint", cfg.resume, {**identity(cfg, cfg.arch),
+                                                                    "procedure": cfg.procedure})
+    if not any(name.startswith(ckpt_io.OPTIMIZER_PREFIXES) for name in state):
+        raise ckpt_io.CheckpointError(f"resume checkpoint {cfg.resume} has no optimizer state: it is a network "
+                                      f"alone (as best.ckpt is), not a training checkpoint; resume from the "
+                                      f"run's last.ckpt (--resume auto) or an epoch_NNNN.ckpt")
+    done = int(ckpt_io.meta_value(state, "epoch", 0))
+    if cfg.epochs < done:
+        raise ConfigError(f"resume: {cfg.resume} has {done} epochs done, more than epochs={cfg.epochs}; pass "
+                          f"--epochs {done + 1} or more to continue the run")
+    return state
+
+
+def load_teacher(cfg, num_classes):
     """The teacher network with ``teacher_ckpt`` loaded; clear errors if missing, unreadable or mismatched."""
     arch = teacher_arch(cfg)
     if not is_model(arch):
@@ -93,17 +112,16 @@ def load_teacher(cfg, num_classes, checkpoints):
         raise ConfigError(f"procedure={cfg.procedure} needs a trained teacher: pass --teacher_ckpt PATH "
                           f"(train one with --procedure teacher --arch {arch})")
     teacher = build_network(cfg, arch, num_classes)
-    state = _take(checkpoints, cfg.teacher_ckpt, "teacher checkpoint")
+    state = ckpt_io.read(cfg.teacher_ckpt, "teacher checkpoint")
     ckpt_io.load_network(teacher, state, "teacher checkpoint", cfg.teacher_ckpt, arch, identity(cfg, arch))
     return teacher
 
 
-def build_objective(cfg, net, num_classes, checkpoints=None):
-    """The loss Cell for ``cfg.procedure``; ``net`` is the network being trained (the student). ``checkpoints``
-    ({path: contents}) holds checkpoints already read; the teacher's is taken out of it once loaded."""
+def build_objective(cfg, net, num_classes):
+    """The loss Cell for ``cfg.procedure``; ``net`` is the network being trained (the student)."""
     if cfg.procedure in ("teacher", "plain"):
         return CrossEntropyObjective(net)
-    teacher = load_teacher(cfg, num_classes, {} if checkpoints is None else checkpoints)
+    teacher = load_teacher(cfg, num_classes)
     if cfg.procedure == "kd":
         return KnowledgeDistillation(net, teacher, cfg.kd_alpha, cfg.kd_temperature)
     injection_points = () if cfg.procedure == "fd" else (cfg.injection_points or None)
@@ -193,8 +211,9 @@ def resume_path(cfg):
     return os.path.join(cfg.output_dir, "last.ckpt")
 
 
-def prepare_output_dir(cfg, rank):
-    """Create (or, resuming, reuse) the run folder; refuse to overwrite a run; clear interrupted writes."""
+def choose_output_dir(cfg):
+    """Name the run folder (a new time-stamped one if none is given) and refuse one that cannot be used; the
+    folder itself is made by ``open_run_folder`` once everything is built."""
     if not cfg.output_dir:
         if cfg.distribute:
             raise ConfigError("distribute=true needs an explicit output_dir shared by all ranks")
@@ -202,21 +221,67 @@ def prepare_output_dir(cfg, rank):
             raise ConfigError("resume=auto needs the output_dir of the run to continue")
         cfg.output_dir = os.path.join("outputs", f"{cfg.procedure}_{cfg.arch}_{cfg.dataset}_"
                                                  f"{time.strftime('%Y%m%d-%H%M%S')}")
-    last = os.path.join(cfg.output_dir, "last.ckpt")
-    if not cfg.resume and os.path.exists(last):
-        raise ConfigError(f"output_dir {cfg.output_dir} already holds a run ({last}); pass --resume auto to "
-                          f"continue it, or choose another --output_dir")
-    cfg.resume = resume_path(cfg) if cfg.resume else ""
     if os.path.exists(cfg.output_dir) and not os.path.isdir(cfg.output_dir):
         raise ConfigError(f"output_dir {cfg.output_dir} exists and is not a folder; choose another --output_dir")
-    if rank == 0:
-        try:
-            os.makedirs(cfg.output_dir, exist_ok=True)
-        except OSError as exc:
-            raise ConfigError(f"cannot create output_dir {cfg.output_dir} ({exc.strerror or exc}); choose a "
-                              f"writable --output_dir") from None
-        return ckpt_io.remove_partial_files(cfg.output_dir)
-    return []
+    if cfg.resume:
+        cfg.resume = resume_path(cfg)
+    else:
+        _refuse_existing_run(cfg.output_dir)
+
+
+def _refuse_existing_run(folder):
+    last = os.path.join(folder, "last.ckpt")
+    if os.path.exists(last):
+        raise ConfigError(f"output_dir {folder} already holds a run ({last}); pass --resume auto to "
+                          f"continue it, or choose another --output_dir")
+
+
+RUN_LOCK = ".train.lock"
+
+
+def lock_run_folder(folder):
+    """An advisory lock on the run folder, held while the returned file is open: a second train.py on the same
+    folder is refused instead of overwriting the first one's checkpoints. The system releases it when the process
+    ends, however it ends, so ``--resume auto`` after a kill works."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory lock; runs sharing a folder are not detected there
+        return None
+    handle = open(os.path.join(folder, RUN_LOCK), "a+", encoding="utf-8")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        holder = handle.read().strip()
+        handle.close()
+        raise ConfigError(f"output_dir {folder} is in use by another training process"
+                          f"{f' (pid {holder})' if holder else ''}; wait for it to end, or choose another "
+                          f"--output_dir") from None
+    handle.truncate(0)
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
+def open_run_folder(cfg, rank):
+    """Create (or, resuming, reuse) the run folder, lock it for the life of the run (rank 0; the other ranks
+    write only their own logs) and clear interrupted writes. Returns (lock, removed file names)."""
+    if rank != 0:
+        return None, []
+    try:
+        os.makedirs(cfg.output_dir, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create output_dir {cfg.output_dir} ({exc.strerror or exc}); choose a "
+                          f"writable --output_dir") from None
+    lock = lock_run_folder(cfg.output_dir)
+    try:
+        if not cfg.resume:  # another run may have finished in this folder since choose_output_dir looked
+            _refuse_existing_run(cfg.output_dir)
+        return lock, ckpt_io.remove_partial_files(cfg.output_dir)
+    except BaseException:
+        if lock:
+            lock.close()
+        raise
 
 
 def dataset_sink_mode(cfg):
@@ -264,8 +329,10 @@ class Run:
         return self.objective.deployable
 
 
-def setup_run(cfg, rank, group_size, checkpoints):
-    """Data, networks, objective, optimizer, compiled step and resume state of a run (logged as they are built)."""
+def setup_run(cfg, rank, group_size):
+    """Data, networks, objective, optimizer, compiled step and resume state of a run (logged as they are built):
+    everything a bad input can fail on, built once, before the run folder is touched."""
+    resume_state = read_resume_checkpoint(cfg) if cfg.resume else None
     if cfg.amp_level != "O0" and cfg.device_target == "CPU":
         logger.warning("amp_level=%s is for Ascend/GPU; using O0 on CPU", cfg.amp_level)
         cfg.amp_level = "O0"
@@ -288,7 +355,7 @@ def setup_run(cfg, rank, group_size, checkpoints):
     net = build_network(cfg, cfg.arch, num_classes)
     if cfg.dirac:
         apply_dirac(net)
-    objective = apply_precision(build_objective(cfg, net, num_classes, checkpoints), cfg.amp_level)
+    objective = apply_precision(build_objective(cfg, net, num_classes), cfg.amp_level)
     if cfg.amp_level != "O0":
         logger.info("mixed precision %s (teacher and student alike; losses in float32), %s loss scale %g",
                     cfg.amp_level, cfg.loss_scale_type, cfg.loss_scale)
@@ -314,15 +381,15 @@ def setup_run(cfg, rank, group_size, checkpoints):
                                  cfg.wd_exclude_bn_bias)
 
     start_epoch, best_acc = 0, -1.0
-    if cfg.resume:
-        state = _take(checkpoints, cfg.resume, "resume checkpoint")
+    if resume_state is not None:
+        state, resume_state = resume_state, None  # once loaded, the host copy (ResNet-50: ~300 MB) is not kept
         ckpt_io.load_network(deployable, state, "resume checkpoint", cfg.resume, cfg.arch,
                              {**identity(cfg, cfg.arch), "procedure": cfg.procedure})
         ckpt_io.load_extra_state(objective.extra_state(), state, cfg.resume)
         ckpt_io.load_optimizer(optimizer, objective, state, cfg.resume)
         start_epoch = int(ckpt_io.meta_value(state, "epoch", 0))
         best_acc = float(ckpt_io.meta_value(state, "best_acc", -1.0))
-        del state  # loaded: the host copy (for ResNet-50 with optimizer state ~300 MB) is not kept for the run
+        del state
         logger.info("resumed from %s: %d epochs done, best val top-1 %.2f%%", cfg.resume, start_epoch, best_acc)
 
     window = WindowSums(len(objective.term_names))
@@ -436,16 +503,9 @@ def end_epoch(run, record, train_seconds, start, history):
     return {}
 
 
-def train(cfg, rank=0, group_size=1, checkpoints=None):
-    """Train as ``cfg`` says (``check_inputs(cfg)`` first gives earlier errors; pass what it returns as
-    ``checkpoints`` to skip reading the resume and teacher checkpoints again). Logging must be set up by the
-    caller; returns the list of epoch metrics."""
-    check_procedure(cfg)
-    run = setup_run(cfg, rank, group_size, {} if checkpoints is None else checkpoints)
-    history, metrics = [], {}
-    if run.start_epoch >= cfg.epochs:
-        logger.info("nothing to do: the run already has %d of %d epochs", run.start_epoch, cfg.epochs)
-        return history
+def train(run):
+    """Train the set-up ``run`` from its start epoch to ``cfg.epochs``; returns the list of epoch metrics."""
+    cfg, history, metrics = run.cfg, [], {}
     for epoch in range(run.start_epoch, cfg.epochs):
         start = time.time()
         record, train_seconds = train_epoch(run, epoch)
@@ -502,27 +562,39 @@ def _merge_history(output_dir, history, val_split=None):
 
 
 def run_job(cfg, cpu_note=""):
-    """One training job as ``train.py`` runs it: inputs checked before anything is written, the process
-    context, the run folder, logging, config.yaml, training. Returns the epoch metrics."""
+    """One training job as ``train.py`` runs it: inputs checked, the process context, everything built (the log
+    held in memory), then the locked run folder, train.log (rank 0's is the run's summary), config.yaml and
+    training. A refused run leaves the disk as it was. Returns the epoch metrics."""
     import yaml
 
-    checkpoints = check_inputs(cfg)  # bad input fails before anything is written
+    note = check_inputs(cfg)
     rank, group_size = runtime.init_context(cfg.device_target, cfg.mode, cfg.seed, cfg.distribute, cfg.cpu_threads)
-    removed = prepare_output_dir(cfg, rank)
-    log_name = "train.log" if rank == 0 else f"train_rank{rank}.log"  # rank 0's is the run's summary log
-    runtime.setup_logging(os.path.join(cfg.output_dir, log_name), rank)
+    runtime.setup_logging(None, rank)
+    runtime.hold_log_lines()  # for train.log, once the run folder exists
     if cpu_note:
         logger.info("CPU runtime: %s", cpu_note)
-    if removed:
-        logger.info("removed unfinished writes of an interrupted run: %s", ", ".join(removed))
     if cfg.dataset == "synthetic":
         logger.info("DEMO: training on generated synthetic images (learnable class patterns), not real data. "
                     "For real training pass --config configs/<recipe>.yaml --data_path DIR")
     logger.info("config: %s", " ".join(f"{k}={v}" for k, v in sorted(cfg.items())))
-    if rank == 0:
-        with open(os.path.join(cfg.output_dir, "config.yaml"), "w", encoding="utf-8") as f:
-            yaml.safe_dump(dict(cfg), f, sort_keys=True)
-    history = train(cfg, rank, group_size, checkpoints)
+    if note:
+        logger.warning(note)
+    run = setup_run(cfg, rank, group_size)  # bad input fails here, with the run folder untouched
+    if run.start_epoch >= cfg.epochs:
+        logger.info("nothing to do: %s has %d of %d epochs done", cfg.resume, run.start_epoch, cfg.epochs)
+        return []
+    lock, removed = open_run_folder(cfg, rank)
+    try:
+        runtime.attach_log_file(os.path.join(cfg.output_dir, "train.log" if rank == 0 else f"train_rank{rank}.log"))
+        if removed:
+            logger.info("removed unfinished writes of an interrupted run: %s", ", ".join(removed))
+        if rank == 0:
+            with open(os.path.join(cfg.output_dir, "config.yaml"), "w", encoding="utf-8") as f:
+                yaml.safe_dump(dict(cfg), f, sort_keys=True)
+        history = train(run)
+    finally:
+        if lock:
+            lock.close()
     if history:
         logger.info("finished: %s; checkpoints and metrics.json in %s",
                     ", ".join(f"{k} {v:.4g}" for k, v in history[-1].items() if k != "epoch"), cfg.output_dir)
