@@ -15,15 +15,20 @@ asset-link entries point at hub/assets/ in --repo_link's main branch; set --repo
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "src"))  # a source checkout
+SUFFIXES = ("ckpt", "mindir", "onnx", "int8.onnx")
+EVAL_KEYS = ("top1", "split", "num_samples", "arch", "dataset", "model_kind", "model_sha256")
 
-from resdist.checkpoint import file_sha256  # noqa: E402  (imports no MindSpore)
+
+class PublishError(Exception):
+    """Bad input to publishing: one line, nothing written."""
 
 
 CARD = """---
@@ -100,12 +105,114 @@ activations, calibrated on 512 training images) scores {int8_accuracy}% top-1 on
 """
 
 
+def read_eval_json(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            result = json.load(f)
+    except FileNotFoundError:
+        raise PublishError(f"--eval_json {path} does not exist; write it with eval.py --ckpt_file CKPT "
+                           f"--output_json {path}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PublishError(f"--eval_json {path} is not eval.py's JSON ({exc.__class__.__name__}); write it again "
+                           f"with eval.py") from None
+    missing = [k for k in EVAL_KEYS if not isinstance(result, dict) or k not in result]
+    if missing:
+        raise PublishError(f"--eval_json {path} lacks {', '.join(missing)}: write it with this project's eval.py "
+                           f"(which records the evaluated file's sha256)")
+    return result
+
+
+def check_inputs(args):
+    """Everything publishing could trip on, before anything is written: the name, an existing model, the
+    checkpoint, and that the eval JSON measured this very checkpoint, as this network, on CIFAR-10."""
+    from resdist import checkpoint as ckpt_io
+    from resdist.models import create_model, is_model, list_models
+
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", args.model_name):
+        raise PublishError(f"--model_name {args.model_name!r} must be letters, digits, '_' and '-' (it names "
+                           f"files in hub/assets/ and the card)")
+    if not is_model(args.arch):
+        raise PublishError(f"unknown --arch '{args.arch}'; known: {', '.join(list_models())}")
+    if create_model(args.arch, num_classes=10).residual:
+        raise PublishError(f"--arch {args.arch} has shortcuts; the card publishes a plain student (plainN)")
+    existing = [p for p in published_files(args) if os.path.exists(p)]
+    if existing and not args.replace:
+        raise PublishError(f"{args.model_name} is already published ({', '.join(existing)}); pass --replace to "
+                           f"replace it, or choose another --model_name")
+    result = read_eval_json(args.eval_json)
+    state = ckpt_io.read(args.ckpt_file, "--ckpt_file")
+    ckpt_io.check_identity(state, "--ckpt_file", args.ckpt_file, ckpt_io.network_identity(args.arch, "full"))
+    ckpt_io.load_network(create_model(args.arch, num_classes=10), state, "--ckpt_file", args.ckpt_file, args.arch)
+    wrong = [f"{key} {result[key]!r} (expected {want!r})" for key, want in
+             (("model_sha256", ckpt_io.file_sha256(args.ckpt_file)), ("arch", args.arch), ("dataset", "cifar10"),
+              ("model_kind", "checkpoint")) if result[key] != want]
+    if wrong:
+        raise PublishError(f"--eval_json {args.eval_json} did not evaluate --ckpt_file {args.ckpt_file} as "
+                           f"{args.arch} on cifar10: {'; '.join(wrong)}")
+    return result
+
+
+def published_files(args):
+    folder = os.path.join(args.hub_dir, "mshub_res", "assets", args.publisher, args.version)
+    return [os.path.join(args.hub_dir, "assets", f"{args.model_name}.{s}") for s in SUFFIXES] + \
+        [os.path.join(folder, f"{args.model_name}.md")]
+
+
+def run(command, what):
+    done = subprocess.run([sys.executable] + command, capture_output=True, text=True)
+    if done.returncode != 0:
+        lines = (done.stderr.strip() or done.stdout.strip()).splitlines()
+        raise PublishError(f"{what} failed: {lines[-1] if lines else f'exit {done.returncode}'}")
+
+
+def make_files(args, result, staging):
+    """The four assets and the card, made in ``staging``; returns {staged path: published path}."""
+    import mindspore
+
+    from resdist.checkpoint import file_sha256
+
+    base = os.path.join(staging, args.model_name)
+    shutil.copyfile(args.ckpt_file, base + ".ckpt")
+    for fmt in ("MINDIR", "ONNX"):
+        run([os.path.join(ROOT, "export.py"), "--ckpt_file", base + ".ckpt", "--arch", args.arch, "--file_name",
+             base, "--file_format", fmt, "--dataset", "cifar10"], f"export.py --file_format {fmt}")
+    run([os.path.join(ROOT, "export.py"), "--onnx_file", base + ".onnx", "--file_name", base, "--file_format",
+         "ONNX", "--quantize", "int8", "--dataset", "cifar10", "--calib_data", args.data_path],
+        "export.py --quantize int8")
+    int8_json = os.path.join(staging, "int8_eval.json")
+    run([os.path.join(ROOT, "eval.py"), "--onnx", base + ".int8.onnx", "--arch", args.arch, "--dataset", "cifar10",
+         "--data_path", args.data_path, "--val_split", "data_batch_5", "--output_json", int8_json],
+        "eval.py --onnx (the INT8 model)")
+    with open(int8_json, encoding="utf-8") as f:
+        int8_accuracy = round(float(json.load(f)["top1"]), 2)
+
+    raw = args.repo_link.rstrip("/") + "/raw/main/hub/assets/"
+    assets = "\n".join(f"  - file-format: {suffix.rsplit('.', 1)[-1]}\n"
+                       f"    asset-link: {raw}{args.model_name}.{suffix}\n"
+                       f"    asset-sha256: {file_sha256(base + '.' + suffix)}"
+                       for suffix in SUFFIXES)
+    card = CARD.format(model=args.model_name, arch=args.arch, version=args.version,
+                       accuracy=round(float(result["top1"]), 2), author=args.author,
+                       date=time.strftime("%Y-%m-%d"), repo=args.repo_link, user=args.publisher,
+                       ms_version=mindspore.__version__, assets=assets, split=result["split"].replace(":", ""),
+                       samples=result["num_samples"], trained_with=args.trained_with,
+                       evaluated_with=f"python eval.py --arch {args.arch} --dataset cifar10 --data_path DIR "
+                                      f"--ckpt_file hub/assets/{args.model_name}.ckpt",
+                       publisher=args.publisher, ckpt_name=f"hub/assets/{args.model_name}.ckpt",
+                       arch_title=args.arch.replace("plain", "plain-"), int8_accuracy=int8_accuracy)
+    with open(base + ".md", "w", encoding="utf-8") as f:
+        f.write(card)
+    staged = [base + "." + s for s in SUFFIXES] + [base + ".md"]
+    return dict(zip(staged, published_files(args)))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ckpt_file", required=True)
-    parser.add_argument("--arch", required=True)
-    parser.add_argument("--model_name", required=True)
-    parser.add_argument("--eval_json", required=True, help="eval.py's JSON for this checkpoint")
+    parser.add_argument("--arch", required=True, help="the plain network it is (plain20, plain56, ...)")
+    parser.add_argument("--model_name", required=True, help="letters, digits, '_', '-': the files' and card's name")
+    parser.add_argument("--eval_json", required=True, help="eval.py's JSON for this very checkpoint (its sha256 "
+                                                           "is checked)")
     parser.add_argument("--trained_with", required=True, help="the command that trained it")
     parser.add_argument("--data_path", required=True, help="the CIFAR-10 folder: the INT8 model's calibration "
                                                             "images (training split) and its accuracy (data_batch_5)")
@@ -114,50 +221,27 @@ def main(argv=None):
     parser.add_argument("--publisher", default="resdist")
     parser.add_argument("--version", default="1.0")
     parser.add_argument("--author", default="resdist")
+    parser.add_argument("--replace", action="store_true", help="replace a model already published under "
+                                                               "--model_name (refused otherwise)")
     args = parser.parse_args(argv)
-    with open(args.eval_json, encoding="utf-8") as f:
-        result = json.load(f)
-    assets_dir = os.path.join(args.hub_dir, "assets")
-    os.makedirs(assets_dir, exist_ok=True)
-    base = os.path.join(assets_dir, args.model_name)
-    shutil.copyfile(args.ckpt_file, base + ".ckpt")
-    for fmt in ("MINDIR", "ONNX"):
-        subprocess.run([sys.executable, os.path.join(ROOT, "export.py"), "--ckpt_file", base + ".ckpt", "--arch",
-                        args.arch, "--file_name", base, "--file_format", fmt, "--dataset", "cifar10",
-                        "--overwrite", "true"], check=True)
-    subprocess.run([sys.executable, os.path.join(ROOT, "export.py"), "--onnx_file", base + ".onnx", "--file_name",
-                    base, "--file_format", "ONNX", "--quantize", "int8", "--dataset", "cifar10", "--calib_data",
-                    args.data_path, "--overwrite", "true"], check=True)
-    int8_json = base + ".int8_eval.json"
-    subprocess.run([sys.executable, os.path.join(ROOT, "eval.py"), "--onnx", base + ".int8.onnx", "--arch", args.arch,
-                    "--dataset", "cifar10", "--data_path", args.data_path, "--val_split", "data_batch_5",
-                    "--output_json", int8_json], check=True)
-    with open(int8_json, encoding="utf-8") as f:
-        int8_accuracy = round(float(json.load(f)["top1"]), 2)
-    os.remove(int8_json)
-    import mindspore
+    from resdist.errors import UserError
 
-    raw = args.repo_link.rstrip("/") + "/raw/main/hub/assets/"
-    assets = "\n".join(f"  - file-format: {suffix.rsplit('.', 1)[-1]}\n"
-                       f"    asset-link: {raw}{args.model_name}.{suffix}\n"
-                       f"    asset-sha256: {file_sha256(base + '.' + suffix)}"
-                       for suffix in ("ckpt", "mindir", "onnx", "int8.onnx"))
-    split = result["split"].replace(":", "")
-    card = CARD.format(model=args.model_name, arch=args.arch, version=args.version,
-                       accuracy=round(float(result["top1"]), 2), author=args.author,
-                       date=time.strftime("%Y-%m-%d"), repo=args.repo_link, user=args.publisher,
-                       ms_version=mindspore.__version__, assets=assets, split=split,
-                       samples=result["num_samples"], trained_with=args.trained_with,
-                       evaluated_with=f"python eval.py --arch {args.arch} --dataset cifar10 --data_path DIR "
-                                      f"--ckpt_file hub/assets/{args.model_name}.ckpt",
-                       publisher=args.publisher, ckpt_name=f"hub/assets/{args.model_name}.ckpt",
-                       arch_title=args.arch.replace("plain", "plain-"), int8_accuracy=int8_accuracy)
-    folder = os.path.join(args.hub_dir, "mshub_res", "assets", args.publisher, args.version)
-    os.makedirs(folder, exist_ok=True)
-    path = os.path.join(folder, f"{args.model_name}.md")
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(card)
-    print(f"wrote {path} and {assets_dir}/{args.model_name}.{{ckpt,mindir,onnx,int8.onnx}}")
+    staging = None
+    try:
+        result = check_inputs(args)
+        os.makedirs(args.hub_dir, exist_ok=True)
+        staging = tempfile.mkdtemp(prefix=".publishing-", dir=args.hub_dir)  # same file system: renames
+        moves = make_files(args, result, staging)
+        for source, target in moves.items():  # only once every file is made
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            os.replace(source, target)
+    except (PublishError, UserError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        if staging:
+            shutil.rmtree(staging, ignore_errors=True)
+    print("wrote " + ", ".join(moves.values()))
     return 0
 
 

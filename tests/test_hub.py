@@ -33,13 +33,15 @@ def test_every_network_is_created_by_name(name):
 
 @pytest.mark.parametrize("published", list(PUBLISHED))
 def test_unknown_name_and_checkpoint_loading(tmp_path, published):
+    import mindspore as ms
+
     hub = _hub_conf()
     with pytest.raises(ValueError, match=f"unknown network 'plain21'; known: {published}"):
         hub.create_network("plain21")
     arch = PUBLISHED[published][0]
     source = hub.create_network(arch)
     for _, p in source.parameters_and_names():
-        p.set_data(p.value() + 0.5)
+        p.set_data(ms.Tensor(p.asnumpy() + 0.5))  # numpy: a first eager Tensor + float fails under numpy 2
     path = str(tmp_path / "student.ckpt")
     ckpt_io.save(path, ckpt_io.network_params(source), ckpt_io.network_identity(arch, "full"))
     loaded = hub.create_network(published, ckpt_file=path)
@@ -183,3 +185,95 @@ def test_publishing_writes_an_int8_asset_with_its_measured_accuracy(made_cifar10
     out = str(tmp_path / "int8.json")
     assert eval_script.main(common + ["--onnx", str(hub / "assets" / "p20_test.int8.onnx"), "--output_json", out]) == 0
     assert stated == round(json.load(open(out))["top1"], 2)
+
+
+# --- publishing refuses bad input before writing anything ------------------------------------------------------
+
+def _publisher():
+    spec = importlib.util.spec_from_file_location("make_hub_card", os.path.join(ROOT, "scripts", "make_hub_card.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _files(folder):
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()} \
+        if folder.exists() else None
+
+
+@pytest.fixture(scope="module")
+def to_publish(tmp_path_factory):
+    """A plain20 checkpoint, and eval.py's JSON for it, as a user would have them."""
+    import json
+
+    from resdist.models import create_model
+
+    folder = tmp_path_factory.mktemp("publish")
+    ckpt = str(folder / "best.ckpt")
+    ckpt_io.save(ckpt, ckpt_io.network_params(create_model("plain20", num_classes=10)),
+                 ckpt_io.network_identity("plain20", "full"))
+    result = {"top1": 91.0, "top5": 99.0, "num_samples": 10000, "split": "validation held out (data_batch_5)",
+              "arch": "plain20", "dataset": "cifar10", "model_kind": "checkpoint",
+              "model_sha256": ckpt_io.file_sha256(ckpt)}
+    json.dump(result, open(folder / "eval.json", "w"))
+    return folder, ckpt, result
+
+
+@pytest.mark.parametrize("case,message", [
+    ("name_escapes", "--model_name '../../x' must be letters, digits"),
+    ("already_published", "p20 is already published ("),
+    ("no_eval_json", "does not exist; write it with eval.py"),
+    ("eval_json_not_json", "is not eval.py's JSON (JSONDecodeError)"),
+    ("eval_json_empty", "lacks top1, split, num_samples, arch, dataset, model_kind, model_sha256"),
+    ("eval_of_another_checkpoint", "did not evaluate --ckpt_file"),
+    ("eval_of_another_arch", "arch 'plain56' (expected 'plain20')"),
+    ("eval_on_another_dataset", "dataset 'cifar100' (expected 'cifar10')"),
+    ("eval_of_an_export", "model_kind 'ONNX (onnxruntime)' (expected 'checkpoint')"),
+    ("no_checkpoint", "does not exist"),
+    ("corrupt_checkpoint", "cannot be read"),
+    ("a_resnet", "--arch resnet20 has shortcuts; the card publishes a plain student"),
+])
+def test_publishing_refuses_bad_input_and_writes_nothing(to_publish, tmp_path, capsys, case, message):
+    import json
+
+    folder, ckpt, result = to_publish
+    hub, eval_json, arch, name = tmp_path / "hub", str(folder / "eval.json"), "plain20", "p20"
+    changed = dict(result)
+    if case == "name_escapes":
+        name = "../../x"
+    elif case == "already_published":
+        (hub / "assets").mkdir(parents=True)
+        (hub / "assets" / "p20.ckpt").write_bytes(b"the published model")
+    elif case == "no_eval_json":
+        eval_json = str(tmp_path / "missing.json")
+    elif case == "eval_json_not_json":
+        eval_json = str(tmp_path / "bad.json")
+        open(eval_json, "w").write("{top1: 91")
+    elif case == "eval_json_empty":
+        changed = {}
+    elif case == "eval_of_another_checkpoint":
+        changed["model_sha256"] = "0" * 64
+    elif case == "eval_of_another_arch":
+        changed["arch"] = "plain56"
+    elif case == "eval_on_another_dataset":
+        changed["dataset"] = "cifar100"
+    elif case == "eval_of_an_export":
+        changed["model_kind"] = "ONNX (onnxruntime)"
+    elif case == "no_checkpoint":
+        ckpt = str(tmp_path / "missing.ckpt")
+    elif case == "corrupt_checkpoint":
+        ckpt = str(tmp_path / "corrupt.ckpt")
+        open(ckpt, "wb").write(b"not a checkpoint")
+    elif case == "a_resnet":
+        arch = "resnet20"
+    if changed != result:
+        eval_json = str(tmp_path / "changed.json")
+        json.dump(changed, open(eval_json, "w"))
+    before = _files(hub)
+    code = _publisher().main(["--ckpt_file", ckpt, "--arch", arch, "--model_name", name, "--eval_json", eval_json,
+                              "--trained_with", "python train.py ...", "--data_path", str(tmp_path / "data"),
+                              "--repo_link", "https://github.com/resdist/resdist", "--hub_dir", str(hub)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("error: ") and "\n" not in err and message in err, err
+    assert _files(hub) == before
+    assert not (tmp_path / "x").exists() and not (tmp_path.parent / "x").exists()

@@ -62,8 +62,8 @@ def run_eval(cfg, cpu_note=""):
     log.info("evaluating %s %s (%s) on %s: %d images, %s", kind, source, cfg.arch, cfg.dataset,
              info["num_samples"], info["split"])
     result = evaluate(net, dataset, predict)
-    result.update(arch=cfg.arch, model_file=os.path.abspath(source), model_kind=kind, dataset=cfg.dataset,
-                  data_path=cfg.data_path, split=info["split"])
+    result.update(arch=cfg.arch, model_file=os.path.abspath(source), model_sha256=ckpt_io.file_sha256(source),
+                  model_kind=kind, dataset=cfg.dataset, data_path=cfg.data_path, split=info["split"])
     out = cfg.output_json or os.path.splitext(source)[0] + f"_eval_{cfg.dataset}.json"
     write_json(out, result)
     print(f"top-1 {result['top1']:.2f}%  top-5 {result['top5']:.2f}%  on {result['num_samples']} images "
