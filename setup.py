@@ -22,8 +22,9 @@ setup(
         "pillow>=9",
     ],
     extras_require={
-        # onnxruntime: `eval.py --onnx` and the export checks (tested with 1.32.0)
-        "onnx": ["onnxruntime>=1.16"],
+        # onnxruntime: `eval.py --onnx` and the export checks (tested with 1.32.0); onnx: the network record
+        # export.py writes into ONNX files (tested with 1.23.2)
+        "onnx": ["onnxruntime>=1.16", "onnx>=1.14"],
         # INT8 ONNX export (`export.py --quantize int8`): onnxruntime's quantization tools need onnx
         # (tested with onnx 1.23.2, onnxruntime 1.32.0)
         "quant": ["onnxruntime>=1.16", "onnx>=1.14"],

@@ -100,7 +100,7 @@ def top1(path, data_path):
                  num_parallel_workers=2, synthetic_train_size=1, synthetic_val_size=1, num_classes=10,
                  train_subset=0)
     dataset, _ = build_dataset(cfg, "val")
-    return evaluate(None, dataset, load_exported(path)[0])["top1"]
+    return evaluate(None, dataset, load_exported(path).predict)["top1"]
 
 
 def measure(path, batch, size, args):

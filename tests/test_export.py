@@ -75,10 +75,12 @@ def test_exported_plain_student_is_conv_relu_only_and_matches_the_checkpoint(pla
     net = create_model("plain20", num_classes=10)
     ckpt_io.load_network(net, ckpt_io.read(ckpt), arch="plain20")
     net.set_train(False)
-    predict, batch = load_exported(path)
-    assert batch == 1
+    model = load_exported(path)
+    assert (model.batch, model.input_shape, model.num_classes, model.residual) == (1, [1, 3, 32, 32], 10, False)
+    assert model.record == {"arch": "plain20", "plain_variant": "full", "num_classes": "10", "dataset": "cifar10",
+                            "source_sha256": ckpt_io.file_sha256(ckpt)}
     x = _images(3)  # three images through a batch-1 graph
-    np.testing.assert_allclose(predict(x), net(ms.Tensor(x)).asnumpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(model.predict(x), net(ms.Tensor(x)).asnumpy(), rtol=1e-4, atol=1e-4)
 
 
 def test_imagenet_stem_exports_to_onnx_with_torchvision_pooling(tmp_path):
@@ -99,7 +101,7 @@ def test_exported_resnet_has_one_addition_per_block(tmp_path):
                                "--file_format", "ONNX", "--batch_size", "4", "--dataset", "cifar10"]) == 0
     graph = graph_ops(out + ".onnx")
     assert graph.count("Add") == 9 and graph.count("Conv") == 21 and graph.count("BatchNormalization") == 0
-    assert load_exported(out + ".onnx")[1] == 4
+    assert load_exported(out + ".onnx").batch == 4
 
 
 def test_eval_of_exported_files_gives_the_checkpoints_accuracy(plain20_ckpt, cifar10_dir, tmp_path):
@@ -169,3 +171,78 @@ def test_existing_output_needs_overwrite_and_unwritable_folder(plain20_ckpt, tmp
     assert export_script.main(argv + ["--overwrite", "true"]) == 0
     _refused(["--ckpt_file", ckpt, "--arch", "plain20", "--file_name", "/proc/resdist_net"], tmp_path, capsys,
              "output folder /proc is not writable")
+
+
+# --- eval.py refuses exported files that cannot be what the command says ------------------------------------------
+
+@pytest.fixture(scope="module")
+def exported_files(tmp_path_factory):
+    """A plain20 (10 classes), a resnet20 and a 100-class plain20, each exported to MindIR and ONNX; a plain20 at
+    64x64; and a resnet20 ONNX file with export.py's record stripped (as a file from elsewhere would be)."""
+    import onnx
+
+    folder = tmp_path_factory.mktemp("exported")
+    files = {}
+    nets = {"p20": ("plain20", _trained_looking("plain20"), {"plain_variant": "full"}),
+            "r20": ("resnet20", _trained_looking("resnet20"), {}),
+            "p20c100": ("plain20", create_model("plain20", num_classes=100), {"plain_variant": "full"})}
+    for key, (arch, net, identity) in nets.items():
+        ckpt = _save(net, folder / f"{key}.ckpt", arch, **identity)
+        for fmt in ("MINDIR", "ONNX"):
+            base = str(folder / key)
+            assert export_script.main(["--ckpt_file", ckpt, "--arch", arch, "--file_name", base, "--file_format", fmt,
+                                       "--dataset", "cifar10"]) == 0
+            files[key, fmt.lower()] = base + (".mindir" if fmt == "MINDIR" else ".onnx")
+    assert export_script.main(["--ckpt_file", str(folder / "p20.ckpt"), "--arch", "plain20", "--file_name",
+                               str(folder / "p20_64"), "--file_format", "ONNX", "--height", "64"]) == 0
+    files["p20_64", "onnx"] = str(folder / "p20_64.onnx")
+    model = onnx.load(files["r20", "onnx"])
+    del model.metadata_props[:]
+    files["r20_bare", "onnx"] = str(folder / "r20_bare.onnx")
+    onnx.save(model, files["r20_bare", "onnx"])
+    for fmt in ("mindir", "onnx"):
+        data = open(files["p20", fmt], "rb").read()
+        files["truncated", fmt] = str(folder / f"truncated.{fmt}")
+        open(files["truncated", fmt], "wb").write(data[:len(data) // 2])
+    files["empty", "onnx"] = str(folder / "empty.onnx")
+    open(files["empty", "onnx"], "wb").close()
+    files["text", "mindir"] = str(folder / "notes.mindir")
+    open(files["text", "mindir"], "w").write("not a model\n")
+    return files
+
+
+@pytest.mark.parametrize("flag,key,fmt,argv,message", [
+    ("--onnx", "p20c100", "onnx", [], "has 100 classes but synthetic has 10: it was trained for another data set"),
+    ("--mindir", "p20c100", "mindir", [], "has 100 classes but synthetic has 10"),
+    ("--onnx", "r20", "onnx", ["--arch", "plain20"], "was exported from arch 'resnet20', not 'plain20' (recorded in "
+                                                     "the file by export.py); pass --arch resnet20"),
+    ("--mindir", "p20", "mindir", ["--arch", "plain56"], "was exported from arch 'plain20', not 'plain56'"),
+    ("--onnx", "p20", "onnx", ["--plain_variant", "keep_downsample"], "plain_variant 'full', not 'keep_downsample'"),
+    ("--onnx", "r20_bare", "onnx", ["--arch", "plain20"], "has shortcut additions, so it is not --arch plain20"),
+    ("--mindir", "p20", "onnx", [], "is ONNX, not MindIR: pass --onnx"),
+    ("--onnx", "p20", "mindir", [], "is MindIR, not ONNX: pass --mindir"),
+    ("--onnx", "empty", "onnx", [], "is empty"),
+    ("--mindir", "text", "mindir", [], "is not a MindIR file"),
+    ("--onnx", "truncated", "onnx", [], "cannot be loaded ("),
+    ("--mindir", "truncated", "mindir", [], "cannot be loaded ("),
+    ("--onnx", "p20_64", "onnx", [], "takes inputs of shape [1, 3, 64, 64], but synthetic gives 3x32x32 images"),
+])
+def test_eval_refuses_an_exported_file_that_does_not_fit(exported_files, tmp_path, capsys, flag, key, fmt, argv,
+                                                        message):
+    out = tmp_path / "eval.json"
+    argv = ["--arch", "plain20"] + argv + [flag, exported_files[key, fmt], "--synthetic_val_size", "32",
+                                           "--output_json", str(out)]
+    assert eval_script.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and message in err, err
+    assert not out.exists()
+
+
+def test_eval_of_an_exported_file_records_what_ran_it(exported_files, tmp_path):
+    for flag, fmt, kind in (("--mindir", "mindir", "MindIR (MindSpore)"), ("--onnx", "onnx", "ONNX (onnxruntime)")):
+        out = tmp_path / f"{fmt}.json"
+        assert eval_script.main(["--arch", "resnet20", flag, exported_files["r20", fmt], "--synthetic_val_size", "32",
+                                 "--output_json", str(out)]) == 0
+        result = json.load(open(out))
+        assert (result["arch"], result["model_kind"]) == ("resnet20", kind)
+        assert result["model_sha256"] == ckpt_io.file_sha256(exported_files["r20", fmt])

@@ -149,7 +149,7 @@ def test_the_card_accuracy_is_what_eval_measures_on_real_data(path, real_cifar10
     net = _hub_conf().create_network(header["model-name"], ckpt_file=base + ".ckpt")
     expected = net(ms.Tensor(images)).asnumpy()
     for suffix in (".mindir", ".onnx"):
-        logits = load_exported(base + suffix)[0](images)
+        logits = load_exported(base + suffix).predict(images)
         # BatchNorm is folded into the convolutions in the exported files: float rounding differs, not the net
         np.testing.assert_allclose(logits, expected, atol=1e-3, rtol=1e-3, err_msg=suffix)
         assert (logits.argmax(1) != expected.argmax(1)).sum() <= 1, suffix  # a near-tie may flip, no more

@@ -30,6 +30,36 @@ def evaluate(net, dataset, predict=None):
             "seconds": round(time.time() - start, 2)}
 
 
+def check_exported_fits(model, path, cfg, num_classes):
+    """Refuse an exported file that cannot be what the command says: its declared input size against the data
+    set's images, its classes against the data set's, and the network export.py recorded in it (or, in a file
+    without that record, whether its graph has shortcut additions) against --arch."""
+    from .build import identity
+    from .config import ConfigError
+    from .data import native_image_size
+    from .models import create_model
+
+    size = native_image_size(cfg.dataset) or cfg.image_size
+    if list(model.input_shape[1:]) != [3, size, size]:
+        raise ConfigError(f"{path} takes inputs of shape {model.input_shape}, but {cfg.dataset} gives 3x{size}x{size} "
+                          f"images" + ("" if native_image_size(cfg.dataset) else f"; pass --image_size "
+                                       f"{model.input_shape[-1]}") + ", or export the network for this input size")
+    if model.num_classes != num_classes:
+        raise ConfigError(f"{path} has {model.num_classes} classes but {cfg.dataset} has {num_classes}: it was "
+                          f"trained for another data set")
+    if model.record:
+        wrong = [(key, model.record[key], want) for key, want in identity(cfg, cfg.arch).items()
+                 if key in model.record and model.record[key] != want]
+        if wrong:
+            raise ConfigError(f"{path} was exported from {', '.join(f'{k} {r!r}' for k, r, _ in wrong)}, not "
+                              f"{', '.join(f'{w!r}' for _, _, w in wrong)} (recorded in the file by export.py); "
+                              f"pass {' '.join(f'--{k} {r}' for k, r, _ in wrong)}")
+    elif model.residual != create_model(cfg.arch, num_classes=num_classes).residual:
+        raise ConfigError(f"{path} {'has' if model.residual else 'has no'} shortcut additions, so it is not "
+                          f"--arch {cfg.arch} ({'plain' if model.residual else 'residual'}); pass the --arch it "
+                          f"was exported from")
+
+
 def run_eval(cfg, cpu_note=""):
     """Evaluate ``cfg.ckpt_file`` (or ``cfg.mindir`` / ``cfg.onnx``) on the validation split; print and write JSON."""
     from . import checkpoint as ckpt_io
@@ -51,13 +81,16 @@ def run_eval(cfg, cpu_note=""):
     else:
         from .exported import load_exported
 
-        predict, _ = load_exported(source)
+        model = load_exported(source, "mindir" if cfg.mindir else "onnx")
+        predict = model.predict
     dataset, info = build_dataset(cfg, "val")
     if cfg.num_classes and cfg.num_classes != info["num_classes"]:
         raise ConfigError(f"num_classes={cfg.num_classes} but {cfg.dataset} has {info['num_classes']} classes")
     if cfg.ckpt_file:
         net = build_network(cfg, cfg.arch, info["num_classes"])
         ckpt_io.load_network(net, state, "checkpoint", cfg.ckpt_file, cfg.arch, identity(cfg, cfg.arch))
+    else:
+        check_exported_fits(model, source, cfg, info["num_classes"])
     kind = "checkpoint" if cfg.ckpt_file else ("MindIR (MindSpore)" if cfg.mindir else "ONNX (onnxruntime)")
     log.info("evaluating %s %s (%s) on %s: %d images, %s", kind, source, cfg.arch, cfg.dataset,
              info["num_samples"], info["split"])

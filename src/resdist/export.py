@@ -22,7 +22,7 @@ from .build import build_network, identity
 from .config import ConfigError
 from .data import native_image_size
 from .errors import UserError
-from .exported import graph_ops, load_exported
+from .exported import RECORD_PREFIX, graph_ops, load_exported
 from .fold import fold_batchnorm
 
 logger = logging.getLogger("resdist")
@@ -111,20 +111,45 @@ class _Staging:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def _write_checked(deployed, images, reference, file_format, folder):
-    """Export ``deployed`` into ``folder`` and compare the written file's logits on ``images`` with ``reference``
-    (the checkpoint network's). Returns (path, max |logit difference| or None where it cannot be run here)."""
+def export_record(cfg, num_classes):
+    """What an exported file records about its network (in MindIR's user_info, ONNX's metadata_props), so that
+    eval.py can refuse to evaluate it as another network or on another data set."""
+    record = {**identity(cfg, cfg.arch), "num_classes": str(num_classes), "dataset": cfg.dataset,
+              "source_sha256": ckpt_io.file_sha256(cfg.ckpt_file)}
+    return {RECORD_PREFIX + key: value for key, value in record.items()}
+
+
+def record_onnx(path, record):
+    """Write ``record`` into an ONNX file's metadata_props (with the onnx package; without it, say so)."""
+    try:
+        import onnx
+    except ImportError:
+        logger.warning("the onnx package is not installed (pip install -e '.[onnx]'): %s records no network, so "
+                       "eval.py can check only its input and output shapes", os.path.basename(path))
+        return
+    model = onnx.load(path)
+    onnx.helper.set_model_props(model, {**{p.key: p.value for p in model.metadata_props}, **record})
+    onnx.save(model, path)
+
+
+def _write_checked(deployed, images, reference, file_format, folder, record):
+    """Export ``deployed`` into ``folder`` with ``record`` and compare the written file's logits on ``images``
+    with ``reference`` (the checkpoint network's). Returns (path, max |logit difference| or None where it cannot
+    be run here)."""
     import mindspore as ms
 
     base = os.path.join(folder, "model")
-    ms.export(deployed, ms.Tensor(images), file_name=base, file_format=file_format)
+    options = {"custom_func": lambda proto: proto.user_info.update(record)} if file_format == "MINDIR" else {}
+    ms.export(deployed, ms.Tensor(images), file_name=base, file_format=file_format, **options)
     written = base + SUFFIX[file_format]
     if not os.path.isfile(written):
         raise OSError(f"MindSpore wrote no {written}")
     if file_format == "AIR":
         return written, None
+    if file_format == "ONNX":
+        record_onnx(written, record)
     try:
-        diff = float(np.abs(load_exported(written)[0](images) - reference).max())
+        diff = float(np.abs(load_exported(written).predict(images) - reference).max())
     except ConfigError as exc:  # no onnxruntime: the file is written, the check is skipped
         logger.warning("%s; the exported file was not checked", exc)
         return written, None
@@ -135,14 +160,16 @@ def _write_checked(deployed, images, reference, file_format, folder):
 
 
 def _checkpoint_inputs(cfg):
-    """(the checkpoint network as deployed, BatchNorm folded if asked; probe images; its logits on them)."""
+    """(the checkpoint network as deployed, BatchNorm folded if asked; probe images; its logits on them; the
+    record the exported file carries)."""
     import mindspore as ms
 
     if not cfg.ckpt_file:
         raise ConfigError("no checkpoint given: pass --ckpt_file PATH (a best.ckpt from train.py)")
     net = load_checkpoint_network(cfg)
     images = np.random.default_rng(0).standard_normal(input_shape(cfg)).astype(np.float32)
-    return (fold_batchnorm(net) if cfg.fold_bn else net), images, net(ms.Tensor(images)).asnumpy()
+    reference = net(ms.Tensor(images)).asnumpy()
+    return (fold_batchnorm(net) if cfg.fold_bn else net), images, reference, export_record(cfg, reference.shape[1])
 
 
 def export(cfg):
@@ -158,9 +185,9 @@ def export(cfg):
                           "bash scripts/run_convert_om.sh MODEL.onnx SOC_VERSION")
     path = output_path(cfg)
     check_output(path, cfg.overwrite)
-    deployed, images, reference = _checkpoint_inputs(cfg)
+    deployed, images, reference, record = _checkpoint_inputs(cfg)
     with _Staging(path) as staging:
-        written, diff = _write_checked(deployed, images, reference, cfg.file_format, staging.folder)
+        written, diff = _write_checked(deployed, images, reference, cfg.file_format, staging.folder, record)
         ops = graph_ops(written) if cfg.file_format != "AIR" else None
         staging.publish(written)
     return {"file": path, "format": cfg.file_format, "input_shape": list(images.shape), "max_abs_diff": diff,
@@ -193,19 +220,22 @@ def export_int8(cfg):
     path = output_path(cfg)
     check_output(path, cfg.overwrite)
     if cfg.onnx_file:  # a quantized or foreign file is refused here
-        _, _, shape, num_classes = quantize.read_float_onnx(cfg.onnx_file)
+        model, _, shape, num_classes = quantize.read_float_onnx(cfg.onnx_file)
+        record = {p.key: p.value for p in model.metadata_props if p.key.startswith(RECORD_PREFIX)}
     else:
-        deployed, images, reference = _checkpoint_inputs(cfg)
+        deployed, images, reference, record = _checkpoint_inputs(cfg)
         shape, num_classes = list(images.shape), reference.shape[1]
     calib, split = quantize.calibration_images(cfg.dataset, cfg.calib_data, shape, num_classes, cfg.calib_size,
                                                cfg.val_split)
     with _Staging(path) as staging:
         float_path, float_check = cfg.onnx_file, None
         if not cfg.onnx_file:
-            float_path, float_check = _write_checked(deployed, images, reference, "ONNX", staging.folder)
+            float_path, float_check = _write_checked(deployed, images, reference, "ONNX", staging.folder, record)
         int8_path = os.path.join(staging.folder, "model.int8.onnx")
         quantize.quantize_onnx(float_path, int8_path, calib, cfg.quant_activations, cfg.calib_method)
-        check = quantize.compare_with_float(load_exported(float_path)[0], load_exported(int8_path)[0], calib)
+        record_onnx(int8_path, {**record, RECORD_PREFIX + "quantized": "int8"})
+        check = quantize.compare_with_float(load_exported(float_path).predict, load_exported(int8_path).predict,
+                                            calib)
         ops = graph_ops(int8_path)
         result = {"file": path, "format": "ONNX", "quantized": "int8", "input_shape": shape,
                   "activations": cfg.quant_activations, "calib_method": cfg.calib_method, "calib_split": split,

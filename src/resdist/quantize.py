@@ -182,7 +182,7 @@ def prepare_lite_full_quant(mindir, calib_dir, output, dataset="", calib_size=51
     import shutil
 
     from .data import guess_dataset
-    from .exported import mindir_input, mindir_output
+    from .exported import mindir_io
 
     if not os.path.isfile(mindir):
         raise ConfigError(f"model file {mindir} does not exist")
@@ -193,13 +193,14 @@ def prepare_lite_full_quant(mindir, calib_dir, output, dataset="", calib_size=51
         raise ConfigError(f"{calib_dir} is neither a CIFAR binary folder nor an image folder (train/<class>/); "
                           f"pass --dataset cifar10|cifar100|imagefolder")
     try:
-        input_name, shape = mindir_input(mindir)
+        input_name, shape, output_shape = mindir_io(mindir)
     except Exception as exc:  # protobuf decode errors have no common base class
         raise ConfigError(f"{mindir} is not a readable MindIR file ({type(exc).__name__}); export it again with "
                           f"export.py --file_format MINDIR") from None
-    if len(shape) != 4:
-        raise ConfigError(f"{mindir}: input shape {shape} is not an image batch (N, 3, H, W)")
-    num_classes = mindir_output(mindir)[1]
+    if len(shape) != 4 or len(output_shape) != 2:
+        raise ConfigError(f"{mindir}: input shape {shape} -> output {output_shape} is not an image classifier "
+                          f"((N, 3, H, W) -> (N, classes))")
+    num_classes = output_shape[1]
     images, _ = calibration_images(dataset, calib_dir, shape, num_classes, calib_size, val_split)
     folder, config = output + ".calibration", output + ".full_quant.cfg"
     staging = f"{output}.{os.getpid()}.partial"
