@@ -246,3 +246,62 @@ def test_eval_of_an_exported_file_records_what_ran_it(exported_files, tmp_path):
         result = json.load(open(out))
         assert (result["arch"], result["model_kind"]) == ("resnet20", kind)
         assert result["model_sha256"] == ckpt_io.file_sha256(exported_files["r20", fmt])
+
+
+# --- export paths, scales and leftovers ---------------------------------------------------------------------------
+
+def test_export_beside_a_checkpoint_in_a_folder_with_a_space_and_non_ascii(tmp_path):
+    """ms.export refuses such paths: the file is made elsewhere and moved; the folder keeps its mode."""
+    folder = tmp_path / "My Models" / "modèles"
+    folder.mkdir(parents=True)
+    os.chmod(folder, 0o755)
+    ckpt = _save(_trained_looking("plain20"), folder / "best.ckpt", "plain20", plain_variant="full")
+    for fmt, suffix in (("MINDIR", ".mindir"), ("ONNX", ".onnx")):
+        assert export_script.main(["--ckpt_file", ckpt, "--arch", "plain20", "--file_format", fmt,
+                                   "--dataset", "cifar10"]) == 0
+        assert load_exported(str(folder / f"plain20{suffix}")).record["arch"] == "plain20"
+    assert sorted(os.listdir(folder)) == ["best.ckpt", "plain20.mindir", "plain20.onnx"]
+    assert os.stat(folder).st_mode & 0o777 == 0o755
+
+
+def test_export_check_is_relative_to_the_logits_scale(tmp_path, capsys):
+    """A network whose logits are near 1e8 differs from its export by float32 rounding (~1e1 there), not by a bug."""
+    net = _trained_looking("plain20")
+    net.fc.weight.set_data(ms.Tensor(net.fc.weight.asnumpy() * 1e7))
+    net.fc.bias.set_data(ms.Tensor(np.full(10, 1e8, np.float32)))
+    ckpt = _save(net, tmp_path / "big.ckpt", "plain20", plain_variant="full")
+    assert export_script.main(["--ckpt_file", ckpt, "--arch", "plain20", "--file_name", str(tmp_path / "big"),
+                               "--file_format", "ONNX", "--dataset", "cifar10"]) == 0
+    printed = capsys.readouterr().out
+    diff = float(printed.split("max |logit difference| ")[1].split()[0])
+    assert "(OK)" in printed and diff > 1e-4  # above the old absolute tolerance, within the scaled one
+
+
+def test_export_refuses_a_folder_a_trailing_slash_and_an_absurd_input(plain20_ckpt, tmp_path, capsys):
+    ckpt, _ = plain20_ckpt
+    (tmp_path / "net.onnx").mkdir()
+    (tmp_path / "net.onnx" / "keep").write_text("mine")
+    base = ["--ckpt_file", ckpt, "--arch", "plain20", "--file_format", "ONNX"]
+    _refused(base + ["--file_name", str(tmp_path / "net"), "--overwrite", "true"], tmp_path, capsys,
+             "net.onnx is a folder; pass a --file_name that names a file")
+    assert (tmp_path / "net.onnx" / "keep").read_text() == "mine"
+    _refused(base + ["--file_name", str(tmp_path) + "/"], tmp_path, capsys, "--file_name gives no file name")
+    _refused(base + ["--file_name", str(tmp_path / "huge"), "--height", "100000"], tmp_path, capsys,
+             "an exported input of shape [1, 3, 100000, 100000]")
+    _refused(base + ["--file_name", str(tmp_path / "huge"), "--batch_size", "100000", "--dataset", "cifar10"],
+             tmp_path, capsys, "above 256 MiB; export a smaller batch or image size")
+
+
+def test_an_export_killed_midway_leaves_nothing_for_long(plain20_ckpt, tmp_path):
+    """The private folder of an export whose process is gone is removed by the next export to that name; a
+    running export's folder is left alone."""
+    ckpt, _ = plain20_ckpt
+    dead = tmp_path / ".net.onnx.999999999.x1y2.partial"  # above any pid_max: no such process
+    alive = tmp_path / f".net.onnx.{os.getpid()}.a1b2.partial"
+    for folder in (dead, alive):
+        folder.mkdir()
+        (folder / "model.onnx").write_bytes(b"half a file")
+    assert export_script.main(["--ckpt_file", ckpt, "--arch", "plain20", "--file_name", str(tmp_path / "net"),
+                               "--file_format", "ONNX"]) == 0
+    assert not dead.exists() and alive.exists()
+    assert sorted(os.listdir(tmp_path)) == [alive.name, "net.onnx"]

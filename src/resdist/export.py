@@ -12,6 +12,7 @@ MindSpore, ONNX by onnxruntime if installed) and its logits compared with the ch
 """
 import logging
 import os
+import re
 import shutil
 import tempfile
 
@@ -27,7 +28,9 @@ from .fold import fold_batchnorm
 
 logger = logging.getLogger("resdist")
 SUFFIX = {"MINDIR": ".mindir", "ONNX": ".onnx", "AIR": ".air"}
-TOLERANCE = 1e-4  # max |logit difference| between the exported file and the checkpoint network, float32
+TOLERANCE = 1e-4  # max |logit difference| between the exported file and the checkpoint network, float32, per
+                  # unit of the logits' scale (max |logit|, at least 1): float32 rounding grows with the values
+MAX_INPUT_BYTES = 256 * 2 ** 20  # the float32 input batch; larger is a typo, not a deployable model
 
 
 class ExportCheckError(UserError):
@@ -44,7 +47,12 @@ def checkpoint_num_classes(state, path):
 
 def input_shape(cfg):
     height = cfg.height or native_image_size(cfg.dataset) or cfg.image_size
-    return cfg.batch_size, 3, height, cfg.width or height
+    shape = (cfg.batch_size, 3, height, cfg.width or height)
+    if 4 * int(np.prod(shape, dtype=np.int64)) > MAX_INPUT_BYTES:
+        raise ConfigError(f"an exported input of shape {list(shape)} (--batch_size x 3 x --height x --width) is "
+                          f"{4 * int(np.prod(shape, dtype=np.int64)) / 2 ** 30:.1f} GiB of float32, above "
+                          f"{MAX_INPUT_BYTES // 2 ** 20} MiB; export a smaller batch or image size")
+    return shape
 
 
 def output_path(cfg):
@@ -63,6 +71,10 @@ def output_path(cfg):
 
 def check_output(path, overwrite):
     folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise ConfigError(f"{path} is a folder; pass a --file_name that names a file (e.g. {path}/model)")
+    if os.path.basename(path).startswith("."):  # `--file_name DIR/` would make the hidden DIR/.mindir
+        raise ConfigError(f"--file_name gives no file name (the output would be {path}); pass e.g. DIR/plain20")
     if os.path.exists(path) and not overwrite:
         raise ConfigError(f"{path} exists; pass --overwrite to replace it, or another --file_name")
     if not os.path.isdir(folder):
@@ -74,6 +86,7 @@ def check_output(path, overwrite):
     except OSError as exc:
         raise ConfigError(f"output folder {folder} is not writable ({exc.strerror}); choose another --file_name") \
             from None
+    remove_abandoned_staging(path)
 
 
 def load_checkpoint_network(cfg):
@@ -89,26 +102,66 @@ def load_checkpoint_network(cfg):
     return net
 
 
+# the file names ms.export accepts (MindSpore 2.10 refuses others with a ValueError): no space, no non-ASCII
+EXPORTABLE_PATH = re.compile(r"^[0-9a-zA-Z@_\-.:/\\]+$")
+
+
+def remove_abandoned_staging(path):
+    """Remove the private folders an export to ``path`` killed midway left beside it (``.NAME.<pid>.*.partial``,
+    whose process no longer runs); a running export's folder is left alone."""
+    folder, name = os.path.split(os.path.abspath(path))
+    pattern = re.compile(re.escape(f".{name}.") + r"(\d+)\..*\.partial$")
+    for entry in os.listdir(folder):
+        match = pattern.match(entry)
+        if match and os.path.isdir(os.path.join(folder, entry)) and not _running(int(match.group(1))):
+            shutil.rmtree(os.path.join(folder, entry), ignore_errors=True)
+
+
+def _running(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
 class _Staging:
     """A new private folder beside the output: files are written there and moved into place by a rename once
     they passed their check (same file system), so a failure never leaves a file under the final name, and
-    MindSpore's export, which chmods the folder it writes into, never touches the user's folder."""
+    MindSpore's export, which chmods the folder it writes into, never touches the user's folder. Where that
+    folder's path has characters ms.export refuses (a space, non-ASCII), MindSpore writes into a private folder
+    under the system's temporary folder instead, and the file is copied beside the output before the rename."""
 
     def __init__(self, path):
         self.path = path
-        self.folder = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.", suffix=".partial",
+        self.folder = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.{os.getpid()}.", suffix=".partial",
                                        dir=os.path.dirname(os.path.abspath(path)))
+        self.export_folder = self.folder
+        if not EXPORTABLE_PATH.match(self.folder):
+            self.export_folder = tempfile.mkdtemp(prefix="resdist-export-")
+            if not EXPORTABLE_PATH.match(self.export_folder):
+                self.__exit__()
+                raise ConfigError(f"MindSpore cannot export to {path} or to the temporary folder {self.export_folder}"
+                                  f" (their paths have spaces or non-ASCII characters); set TMPDIR to a folder "
+                                  f"whose path has none")
 
     def __enter__(self):
         return self
 
     def publish(self, written):
+        if os.path.dirname(written) != self.folder:  # written outside the output's file system
+            local = os.path.join(self.folder, os.path.basename(written))
+            shutil.copy2(written, local)
+            written = local
         if os.path.exists(self.path):  # --overwrite; exported files are read-only
             os.chmod(self.path, 0o600)
         os.replace(written, self.path)
 
     def __exit__(self, *exc):
-        shutil.rmtree(self.folder, ignore_errors=True)
+        for folder in {self.folder, self.export_folder}:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def export_record(cfg, num_classes):
@@ -153,9 +206,11 @@ def _write_checked(deployed, images, reference, file_format, folder, record):
     except ConfigError as exc:  # no onnxruntime: the file is written, the check is skipped
         logger.warning("%s; the exported file was not checked", exc)
         return written, None
-    if diff > TOLERANCE:
+    tolerance = TOLERANCE * max(1.0, float(np.abs(reference).max()))
+    if diff > tolerance:
         raise ExportCheckError(f"the exported {file_format} file's logits differ from the checkpoint network's by "
-                               f"{diff:.2e}, above the tolerance {TOLERANCE:g}; nothing was written")
+                               f"{diff:.2e}, above the tolerance {tolerance:.2g} ({TOLERANCE:g} x the logits' "
+                               f"scale); nothing was written")
     return written, diff
 
 
@@ -187,7 +242,7 @@ def export(cfg):
     check_output(path, cfg.overwrite)
     deployed, images, reference, record = _checkpoint_inputs(cfg)
     with _Staging(path) as staging:
-        written, diff = _write_checked(deployed, images, reference, cfg.file_format, staging.folder, record)
+        written, diff = _write_checked(deployed, images, reference, cfg.file_format, staging.export_folder, record)
         ops = graph_ops(written) if cfg.file_format != "AIR" else None
         staging.publish(written)
     return {"file": path, "format": cfg.file_format, "input_shape": list(images.shape), "max_abs_diff": diff,
@@ -230,7 +285,8 @@ def export_int8(cfg):
     with _Staging(path) as staging:
         float_path, float_check = cfg.onnx_file, None
         if not cfg.onnx_file:
-            float_path, float_check = _write_checked(deployed, images, reference, "ONNX", staging.folder, record)
+            float_path, float_check = _write_checked(deployed, images, reference, "ONNX", staging.export_folder,
+                                                     record)
         int8_path = os.path.join(staging.folder, "model.int8.onnx")
         quantize.quantize_onnx(float_path, int8_path, calib, cfg.quant_activations, cfg.calib_method)
         record_onnx(int8_path, {**record, RECORD_PREFIX + "quantized": "int8"})
