@@ -13,7 +13,13 @@ from resdist import cli  # imports no MindSpore: the CPU kernel choice must come
 
 
 def run(cfg, cpu_note):
-    if cfg.demo:
+    if cfg.check_only:
+        from resdist.trainer import check_inputs
+
+        note = check_inputs(cfg)
+        print(f"checked: {cfg.procedure} {cfg.arch} on {cfg.dataset}, run folder {cfg.output_dir}"
+              + (f" (resuming {cfg.resume})" if cfg.resume else "") + (f"; note: {note}" if note else ""))
+    elif cfg.demo:
         from resdist.demo import run_demo
 
         run_demo(cfg, cpu_note)

@@ -37,8 +37,15 @@ import sys
 try:
     import onnxruntime as ort
 except ImportError:
-    sys.exit("error: reading the input shape needs onnxruntime (pip install onnxruntime), or pass --input_shape")
-i = ort.InferenceSession(sys.argv[1], providers=["CPUExecutionProvider"]).get_inputs()[0]
+    print("error: reading the input shape needs onnxruntime (pip install onnxruntime), or pass --input_shape",
+          file=sys.stderr)
+    sys.exit(2)
+try:
+    i = ort.InferenceSession(sys.argv[1], providers=["CPUExecutionProvider"]).get_inputs()[0]
+except Exception as exc:  # onnxruntime's parse errors: the file is corrupt, truncated or not ONNX
+    reason = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:200]
+    print(f"error: {sys.argv[1]} cannot be read as ONNX ({reason}); export it again with export.py", file=sys.stderr)
+    sys.exit(2)
 print(f"{i.name}:{','.join(str(d) for d in i.shape)}")
 PY
 )
@@ -49,7 +56,13 @@ if ! command -v atc >/dev/null 2>&1; then
   echo "error: ATC not found on PATH: install Ascend's CANN toolkit and source its set_env.sh; nothing was converted" >&2
   exit 127
 fi
+stamp() { stat -c '%i %s %y' "$1" 2>/dev/null || true; }  # inode, size, modification time (ns)
+BEFORE=$(stamp "$OUTPUT.om")
 echo "${CMD[*]}"
 "${CMD[@]}"
 [ -f "$OUTPUT.om" ] || { echo "error: ATC finished but $OUTPUT.om is missing" >&2; exit 1; }
+if [ -n "$BEFORE" ] && [ "$(stamp "$OUTPUT.om")" = "$BEFORE" ]; then
+  echo "error: ATC finished but did not write $OUTPUT.om (the file there is the old one); see ATC's output above" >&2
+  exit 1
+fi
 echo "wrote $OUTPUT.om"

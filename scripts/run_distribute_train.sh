@@ -60,6 +60,13 @@ if [ "$DATA_PATH" != "none" ]; then
 fi
 OUTPUT_DIR="$(realpath -m "$OUTPUT_DIR")"
 TRAIN=("$ROOT/train.py" --config "$CONFIG" "${DATA_ARGS[@]}" --output_dir "$OUTPUT_DIR" --distribute true "$@")
+# train.py's own options, the recipe and the data are checked once here, before any worker starts
+CHECK_DEVICE=(); [ -z "$RANK_TABLE" ] || CHECK_DEVICE=(--device_target Ascend)
+if ! CHECKED=$(python "${TRAIN[@]}" "${CHECK_DEVICE[@]}" --check_only true 2>&1 >/dev/null); then
+  echo "$CHECKED" | grep '^error:' >&2 || echo "$CHECKED" | tail -n 3 >&2
+  echo "(no worker was started; launcher options such as --worker_num go before CONFIG DATA_PATH OUTPUT_DIR)" >&2
+  exit 2
+fi
 
 if [ -n "$RANK_TABLE" ]; then
   # ---- rank-table mode: one process per device listed for this server -----------------------------------

@@ -55,6 +55,11 @@ def recipe(tmp_path_factory):
     (["--bogus", "1", "RECIPE", "none", "OUT"], "unknown launcher option --bogus"),
     (["RECIPE", "none", "OUT", "stray"], "unexpected argument 'stray'"),
     (["--master_port", "80", "RECIPE", "none", "OUT"], "--master_port must be in 1024..65535"),
+    # train.py's options are checked once, before msrun starts any worker
+    (["RECIPE", "none", "OUT", "--worker_num", "2"], "error: unknown argument '--worker_num'"),
+    (["RECIPE", "none", "OUT", "--lr", "0"], "error: lr=0.0 (from command line) must be > 0"),
+    (["RECIPE", "none", "OUT", "--arch", "resnet21"], "error: unknown arch 'resnet21'"),
+    (["--rank_table_file", "BADJSON", "RECIPE", "none", "OUT", "--epochs", "x"], "epochs: 'x' is not an integer"),
 ])
 def test_launcher_argument_errors(recipe, tmp_path, args, message):
     bad_json = tmp_path / "bad.json"
@@ -63,7 +68,7 @@ def test_launcher_argument_errors(recipe, tmp_path, args, message):
             else a for a in args]
     result = _launch(*args)
     assert result.returncode == 2 and message in result.stderr
-    assert not (tmp_path / "out").exists()
+    assert "msrun" not in result.stdout and not (tmp_path / "out").exists()
 
 
 def test_a_port_in_use_is_refused(recipe, tmp_path):

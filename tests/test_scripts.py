@@ -100,3 +100,39 @@ def test_standalone_and_eval_scripts_check_their_paths(script, args, message):
     config = os.path.join(ROOT, "configs", "cifar10_study.yaml")
     result = _bash(script, *[config if a == "CONFIG" else a for a in args])
     assert result.returncode == 2 and message in result.stderr
+
+
+def _tool(folder, name, writes):
+    """A stand-in for ATC / converter_lite on PATH: exits 0 and writes its output file only if ``writes``."""
+    folder.mkdir(exist_ok=True)
+    tool = folder / name
+    body = {"atc": 'for a; do case "$a" in --output=*) out="${a#--output=}.om";; esac; done',
+            "converter_lite": 'for a; do case "$a" in --outputFile=*) out="${a#--outputFile=}.ms";; esac; done'}[name]
+    tool.write_text(f"#!/bin/bash\n{body}\n" + ('echo converted > "$out"\n' if writes else "") + "exit 0\n")
+    tool.chmod(0o755)
+    return f"{folder}:{NO_TOOLS}"
+
+
+@pytest.mark.parametrize("script,tool,model,extra,suffix", [
+    ("run_convert_om.sh", "atc", "p20.onnx", ["Ascend310"], ".om"),
+    ("run_convert_lite.sh", "converter_lite", "p20.mindir", [], ".ms"),
+])
+def test_conversion_that_writes_nothing_over_an_old_output_is_an_error(exported, tmp_path, script, tool, model,
+                                                                      extra, suffix):
+    out = tmp_path / "converted"
+    old = tmp_path / f"converted{suffix}"
+    old.write_text("an older conversion")
+    silent = _bash(script, exported / model, *extra, out, path=_tool(tmp_path / "silent", tool, writes=False))
+    assert silent.returncode == 1 and "did not write" in silent.stderr and "wrote" not in silent.stdout
+    assert old.read_text() == "an older conversion"
+    done = _bash(script, exported / model, *extra, out, path=_tool(tmp_path / "real", tool, writes=True))
+    assert done.returncode == 0 and f"wrote {out}{suffix}" in done.stdout, done.stderr
+    assert old.read_text() == "converted\n"
+
+
+def test_om_conversion_of_a_corrupt_onnx_file_is_one_line(tmp_path):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x08\x07 not really onnx")
+    result = _bash("run_convert_om.sh", bad, "Ascend310", "--dry_run")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(f"error: {bad} cannot be read as ONNX (")

@@ -81,6 +81,9 @@ OPTIONS = [
     Option("demo", False, "run the Residual Distillation demo (what `python train.py` without arguments does): a "
            "ResNet-20 teacher, its plain-20 RD student and the plain-20 alone on synthetic data, then a summary; "
            "other keys (epochs, synthetic_train_size, output_dir, ...) apply to all three runs", scope="train"),
+    Option("check_only", False, "check the command line, the recipe, the data set's files and the run folder, "
+           "then exit without training (scripts/run_distribute_train.sh does this once before it starts workers)",
+           scope="train"),
     Option("arch", "resnet20", "network to train (the student for distillation procedures); "
            "see `--list_models`"),
     Option("procedure", "teacher", "teacher: train a ResNet alone; plain: a plain network alone; kd: Hinton "
@@ -213,7 +216,7 @@ ALIASES = {"epoch_size": "epochs"}
 # on the machine at hand. Every other training key defines the experiment (data, batch, step cap, seed, schedule,
 # losses, networks) and must equal what the run recorded in its config.yaml.
 RESUME_MAY_CHANGE = frozenset({
-    "epochs", "resume", "output_dir", "config", "demo", "data_path", "teacher_ckpt", "log_interval",
+    "epochs", "resume", "output_dir", "config", "demo", "check_only", "data_path", "teacher_ckpt", "log_interval",
     "keep_checkpoint_max", "num_parallel_workers", "cpu_threads", "device_target", "mode", "dataset_sink_mode",
     "amp_level", "loss_scale", "loss_scale_type",
 })

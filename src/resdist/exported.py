@@ -95,9 +95,10 @@ def load_exported(path, expected=None):
         raise ConfigError(f"{path}: an exported model ends in .mindir or .onnx")
     found = file_format(path)
     if found != expected:
+        name = {"mindir": "MindIR", "onnx": "ONNX"}
         what = "empty" if os.path.getsize(path) == 0 else (
-            f"{found.upper() if found == 'onnx' else 'MindIR'}, not {expected.upper() if expected == 'onnx' else 'MindIR'}"
-            f": pass {FLAG[found]} {path}" if found else f"not a{'n ONNX' if expected == 'onnx' else ' MindIR'} file")
+            f"{name[found]}, not {name[expected]}: pass {FLAG[found]} {path}" if found else
+            f"not a{'n' if expected == 'onnx' else ''} {name[expected]} file")
         raise ConfigError(f"exported model {path} is {what}")
     try:
         loaded = _load_mindir(path) if expected == "mindir" else _load_onnx(path)
