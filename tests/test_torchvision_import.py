@@ -141,3 +141,34 @@ def test_a_pth_carrying_code_is_refused(tmp_path):
     torch.save({"fc.weight": torch.zeros(2, 2), "hook": subprocess.Popen}, pth)  # a pickled callable
     with pytest.raises(ckpt_io.CheckpointError, match="cannot be read as tensors only"):
         read_state_dict(str(pth))
+
+
+@pytest.mark.parametrize("case,message", [
+    ("pickled", "cannot be read as an .npz of numeric arrays (ValueError: Object arrays cannot be loaded"),
+    ("text", "fc.bias (<U5) are not numeric arrays"),
+    ("scalar_fc", "no fc.weight of shape (classes, features)"),
+    ("scalar_conv", "does not fit resnet18"),
+    ("not_zip", "cannot be read as an .npz of numeric arrays"),
+])
+def test_a_bad_npz_is_one_line_and_writes_nothing(tmp_path, case, message):
+    state = torchvision_state("resnet18", num_classes=10)
+    npz = tmp_path / "weights.npz"
+    if case == "pickled":
+        state["fc.bias"] = np.array([{"code": "x"}], dtype=object)
+    elif case == "text":
+        state["fc.bias"] = np.array(["hello"] * 10)
+    elif case == "scalar_fc":
+        state["fc.weight"] = np.array(1.0, np.float32)
+    elif case == "scalar_conv":
+        state["conv1.weight"] = np.array(1.0, np.float32)
+    if case == "not_zip":
+        npz.write_bytes(b"not a zip file")
+    else:
+        np.savez(npz, **state)
+    out = tmp_path / "out.ckpt"
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "convert_torchvision.py"), "--weights",
+                             str(npz), "--arch", "resnet18", "--output", str(out)], capture_output=True, text=True,
+                            timeout=300)
+    err = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and err[-1].startswith("error: ") and message in err[-1], result.stderr[-2000:]
+    assert "Traceback" not in result.stderr and not out.exists()

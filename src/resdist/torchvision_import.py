@@ -15,6 +15,7 @@ runs. torch is needed for ``.pth`` files alone; ``.npz`` files (the same names) 
 """
 import os
 import re
+import zipfile
 
 import numpy as np
 
@@ -50,8 +51,12 @@ def read_state_dict(path):
     if not os.path.isfile(path):
         raise CheckpointError(f"torchvision weights {path} do not exist")
     if path.endswith(".npz"):
-        with np.load(path, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
+        try:
+            with np.load(path, allow_pickle=False) as data:  # never unpickle a downloaded file
+                return _numeric(path, {k: data[k] for k in data.files})
+        except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:  # object (pickled) arrays, not a zip
+            raise CheckpointError(f"{path} cannot be read as an .npz of numeric arrays ({type(exc).__name__}: "
+                                  f"{str(exc).splitlines()[0][:200] if str(exc) else 'corrupt'})") from None
     try:
         import torch
     except ImportError:
@@ -66,8 +71,20 @@ def read_state_dict(path):
         state = state["state_dict"]
     if not isinstance(state, dict):
         raise CheckpointError(f"{path} holds a {type(state).__name__}, not a state dict")
-    return {k.replace("module.", "", 1) if k.startswith("module.") else k: v.detach().cpu().numpy()
-            for k, v in state.items()}
+    not_tensors = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
+    if not_tensors:
+        raise CheckpointError(f"{path}: {', '.join(map(str, not_tensors[:3]))} are not tensors; a state dict holds "
+                              f"tensors only")
+    return _numeric(path, {k.replace("module.", "", 1) if k.startswith("module.") else k: v.detach().cpu().numpy()
+                           for k, v in state.items()})
+
+
+def _numeric(path, state):
+    """``state``, refused if an entry is not a numeric array (text, objects)."""
+    bad = [f"{k} ({v.dtype})" for k, v in state.items() if v.dtype.kind not in "fiub"]
+    if bad:
+        raise CheckpointError(f"{path}: {', '.join(bad[:3])} are not numeric arrays; a state dict holds numbers only")
+    return state
 
 
 def convert(state, arch):
@@ -77,8 +94,8 @@ def convert(state, arch):
 
     if arch not in ARCHS:
         raise CheckpointError(f"torchvision conversion covers {', '.join(ARCHS)}, not {arch}")
-    if "fc.weight" not in state:
-        raise CheckpointError("not a torchvision ResNet state dict: no fc.weight")
+    if "fc.weight" not in state or np.ndim(state["fc.weight"]) != 2:
+        raise CheckpointError("not a torchvision ResNet state dict: no fc.weight of shape (classes, features)")
     renamed = {}
     for key, value in state.items():
         new = rename(key)
