@@ -182,6 +182,14 @@ def test_resuming_from_a_network_alone_is_refused_before_any_folder_is_made(one_
     assert not new.exists() and _tree(one_epoch_run) == before
 
 
+def test_resuming_from_a_missing_checkpoint_makes_no_new_folder(tmp_path, capsys):
+    new = tmp_path / "new_run"
+    missing = tmp_path / "gone" / "last.ckpt"
+    assert train_script.main(TINY + ["--epochs", "2", "--resume", str(missing), "--output_dir", str(new)]) == 2
+    assert f"resume checkpoint {missing} does not exist" in capsys.readouterr().err
+    assert not new.exists()
+
+
 def test_unfinished_writes_are_removed_on_resume_and_never_read(one_epoch_run, tmp_path, capsys):
     run = tmp_path / "run"
     shutil.copytree(one_epoch_run, run)
