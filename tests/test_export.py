@@ -305,3 +305,17 @@ def test_an_export_killed_midway_leaves_nothing_for_long(plain20_ckpt, tmp_path)
                                "--file_format", "ONNX"]) == 0
     assert not dead.exists() and alive.exists()
     assert sorted(os.listdir(tmp_path)) == [alive.name, "net.onnx"]
+
+
+def test_a_recipes_batch_size_is_the_training_batch_not_the_exported_one(plain20_ckpt, tmp_path):
+    """README's `export.py --config configs/cifar10_plain20_rd.yaml ...` exports batch 1, not the recipe's 128;
+    export.py's own --batch_size (the model zoo's flag) sets the exported batch."""
+    from conftest import ROOT
+
+    ckpt, _ = plain20_ckpt
+    recipe = os.path.join(ROOT, "configs", "cifar10_plain20_rd.yaml")
+    for extra, batch in (([], 1), (["--batch_size", "4"], 4), (["--export_batch_size", "2"], 2)):
+        out = str(tmp_path / f"b{batch}")
+        assert export_script.main(["--config", recipe, "--ckpt_file", ckpt, "--file_name", out, "--file_format",
+                                   "ONNX"] + extra) == 0
+        assert load_exported(out + ".onnx").input_shape == [batch, 3, 32, 32]

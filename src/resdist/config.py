@@ -186,7 +186,9 @@ OPTIONS += [
     Option("file_format", "MINDIR", "export: MINDIR (MindSpore, MindSpore Lite), ONNX (onnxruntime; Ascend ATC "
            "--framework=5) or AIR (Ascend only; ATC --framework=1)", choices=("MINDIR", "ONNX", "AIR"),
            scope="export"),
-    Option("batch_size", 1, "export: batch dimension of the exported input", check=_positive, scope="export"),
+    Option("export_batch_size", 1, "export: batch dimension of the exported input (on export.py's command line "
+           "also --batch_size, as the model zoo spells it; a recipe's batch_size is the training batch and does "
+           "not reach export)", check=_positive, scope="export"),
     Option("height", 0, "export: input height (0: 32 for CIFAR-sized data, else image_size)", check=_non_negative,
            scope="export"),
     Option("width", 0, "export: input width (0: as height)", check=_non_negative, scope="export"),
@@ -211,6 +213,8 @@ OPTIONS += [
            "of exporting ckpt_file", scope="export"),
 ]
 ALIASES = {"epoch_size": "epochs"}
+# command-line spellings of one entry point only (a recipe key keeps one meaning everywhere)
+COMMAND_LINE_ALIASES = {"export": {"batch_size": "export_batch_size"}}
 
 # What a --resume may change: more epochs, where things are read and written, logging, and how steps are computed
 # on the machine at hand. Every other training key defines the experiment (data, batch, step cap, seed, schedule,
@@ -300,7 +304,8 @@ def build_parser(scope, description):
     parser.add_argument("--config", default="", help="YAML recipe whose keys set the defaults below")
     parser.add_argument("--list_models", action="store_true", help="print the known network names and exit")
     for option in options_for(scope):
-        names = ["--" + option.name] + ["--" + a for a, t in ALIASES.items() if t == option.name]
+        names = ["--" + option.name] + ["--" + a for a, t in ALIASES.items() if t == option.name] + \
+            ["--" + a for a, t in COMMAND_LINE_ALIASES.get(scope, {}).items() if t == option.name]
         default = option.default if not isinstance(option.default, list) else ",".join(map(str, option.default))
         extra = f" [choices: {', '.join(option.choices)}]" if option.choices else ""
         parser.add_argument(*names, dest=option.name, default=argparse.SUPPRESS, metavar="V",
