@@ -62,8 +62,10 @@ def test_exported_plain_student_is_conv_relu_only_and_matches_the_checkpoint(pla
                                                                              suffix, ops):
     ckpt, _ = plain20_ckpt
     out = str(tmp_path / "plain20")
+    os.chmod(tmp_path, 0o755)
     assert export_script.main(["--ckpt_file", ckpt, "--arch", "plain20", "--file_name", out, "--file_format", fmt,
                                "--dataset", "cifar10"]) == 0
+    assert os.stat(tmp_path).st_mode & 0o777 == 0o755  # ms.export chmods the folder it writes into: not this one
     printed = capsys.readouterr().out
     assert f"to {out}{suffix}" in printed and "(OK)" in printed
     path = out + suffix

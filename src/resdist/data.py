@@ -362,7 +362,10 @@ def create_dataset(name, data_path, split, batch_size, *, val_split="auto", imag
                     num_parallel_workers=num_parallel_workers)
     data = data.map(T.TypeCast(ms.int32), input_columns="label", num_parallel_workers=num_parallel_workers)
     data = data.batch(batch_size, drop_remainder=train if drop_remainder is None else drop_remainder)
-    info = {"num_classes": n_classes, "num_samples": num_samples, "split": describe_split(name, split, val_split)}
+    info = {"num_classes": n_classes, "num_samples": num_samples, "split": describe_split(name, split, val_split),
+            # validating on the official test split (CIFAR's test file, an image folder's val/): picking the best
+            # epoch on it makes that epoch's accuracy an optimistic estimate
+            "official_test_split": use_test and name != "synthetic"}
     if train and train_subset:
         info["split"] += f", fixed subset of {train_subset}"
     if split == "calib":

@@ -497,7 +497,7 @@ def end_epoch(run, record, train_seconds, start, history):
     if run.rank == 0:
         run.manager.save_epoch(epoch, state, deployable_params(run.deployable),
                                {**run.meta, "epoch": epoch, "best_acc": run.best_acc}, is_best)
-        metrics = _merge_history(cfg.output_dir, history, run.val_info["split"] if run.val_info else None)
+        metrics = _merge_history(cfg.output_dir, history, run.val_info)
         write_json(os.path.join(cfg.output_dir, "metrics.json"), metrics)
         return metrics
     return {}
@@ -541,7 +541,7 @@ def diverged(cfg, what, epoch, where, manager):
     return TrainingError(message)
 
 
-def _merge_history(output_dir, history, val_split=None):
+def _merge_history(output_dir, history, val_info=None):
     """metrics.json keeps the epochs of earlier (resumed) sessions of the same run, and a summary: the final
     epoch's validation accuracy beside the best one (which chose best.ckpt)."""
     path = os.path.join(output_dir, "metrics.json")
@@ -553,11 +553,11 @@ def _merge_history(output_dir, history, val_split=None):
     epochs.update({r["epoch"]: r for r in history})
     ordered = [epochs[e] for e in sorted(epochs)]
     out = {"epochs": ordered}
-    if val_split and all("val_top1" in r for r in ordered):
+    if val_info and all("val_top1" in r for r in ordered):
         best = max(ordered, key=lambda r: r["val_top1"])
         out["summary"] = {"final_epoch": ordered[-1]["epoch"], "final_val_top1": ordered[-1]["val_top1"],
-                          "best_epoch": best["epoch"], "best_val_top1": best["val_top1"], "validation": val_split,
-                          "best_is_optimistic": "official test split" in val_split}
+                          "best_epoch": best["epoch"], "best_val_top1": best["val_top1"],
+                          "validation": val_info["split"], "best_is_optimistic": val_info["official_test_split"]}
     return out
 
 
