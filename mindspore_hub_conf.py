@@ -28,7 +28,7 @@ def create_network(name, *args, **kwargs):
 
     runtime.prefer_fast_cpu_kernels()  # no effect if MindSpore was imported first; harmless then
     from resdist import checkpoint as ckpt_io
-    from resdist.models import create_model, is_cifar_family, is_model, list_models
+    from resdist.models import create_model, is_model, list_models, model_info
 
     if args:
         raise TypeError("create_network takes keyword arguments only (num_classes, stem, plain_variant, ckpt_file)")
@@ -37,12 +37,12 @@ def create_network(name, *args, **kwargs):
     if not is_model(arch):
         raise ValueError(f"unknown network '{name}'; known: {', '.join(list(PUBLISHED) + list_models())}")
     options = {**defaults, **kwargs}
-    options.setdefault("num_classes", 10 if is_cifar_family(arch) else 1000)
-    if not arch.startswith("plain"):
+    residual = model_info(arch).residual
+    if residual:
         options.pop("plain_variant", None)
     net = create_model(arch, **options)
     if ckpt_file:
-        expected = ckpt_io.network_identity(arch, options.get("plain_variant", "full"))
+        expected = ckpt_io.network_identity(arch, None if residual else options.get("plain_variant", "full"))
         ckpt_io.load_network(net, ckpt_io.read(ckpt_file), "checkpoint", ckpt_file, arch, expected)
     net.set_train(False)
     return net

@@ -163,3 +163,47 @@ def test_dirac_convolutions_build_in_a_fresh_process():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.startswith("(1, 10)")
+
+
+def test_the_registry_says_what_each_network_is():
+    from resdist.models import model_info, plain_twin, teacher_of
+
+    assert (model_info("plain56").residual, model_info("plain56").family, teacher_of("plain56")) == \
+        (False, "cifar", "resnet56")
+    assert (model_info("resnet50").residual, model_info("resnet50").stems, teacher_of("resnet50")) == \
+        (True, ("imagenet", "cifar"), None)
+    assert (plain_twin("resnet34"), plain_twin("plain34")) == ("plain34", "resnet34")
+    assert create_model("resnet20").fc.bias.shape == (10,) and create_model("plain18").fc.bias.shape == (1000,)
+
+
+@pytest.fixture
+def student_registered_under_another_name():
+    """A plain network whose name says nothing (``slim20``), registered with its teacher; removed afterwards."""
+    from resdist.models import registry
+    from resdist.models.resnet import _cifar_family
+
+    def slim20(num_classes, **kwargs):
+        return _cifar_family(20, False, num_classes, **kwargs)
+
+    registry.register_model(slim20, residual=False, family="cifar", teacher="resnet20", default_num_classes=10)
+    yield "slim20"
+    registry._MODELS.pop("slim20")
+
+
+def test_identity_comes_from_the_registry_not_the_name(student_registered_under_another_name):
+    from resdist.build import build_network, identity
+    from resdist.config import Config, ConfigError
+    from resdist.trainer import check_procedure, teacher_arch
+
+    cfg = Config(arch="slim20", procedure="rd", teacher_arch="auto", plain_variant="keep_downsample",
+                 stem="auto", dataset="cifar10")
+    assert teacher_arch(cfg) == "resnet20"
+    assert identity(cfg, "slim20") == {"arch": "slim20", "plain_variant": "keep_downsample"}
+    assert not build_network(cfg, "slim20", 10).residual
+    with pytest.raises(ConfigError, match="arch=slim20 is plain; use procedure=plain"):
+        check_procedure(Config(cfg, procedure="teacher"))
+    with pytest.raises(ConfigError, match="arch=resnet20 has no registered teacher"):
+        teacher_arch(Config(cfg, arch="resnet20"))
+    with pytest.raises(ValueError, match="only a plain network has a teacher"):
+        from resdist.models import registry
+        registry.register_model(lambda num_classes: None, residual=True, teacher="resnet20")

@@ -4,7 +4,7 @@ import os
 
 from .checkpoint import network_identity
 from .data import create_dataset, native_image_size
-from .models import create_model, is_cifar_family
+from .models import create_model, model_info
 
 
 def resolve_stem(cfg):
@@ -13,19 +13,24 @@ def resolve_stem(cfg):
     return "cifar" if native_image_size(cfg.dataset) == 32 else "imagenet"
 
 
+def network_options(cfg, arch):
+    """The config's stem and plain variant, where ``arch`` has them (the registry says: CIFAR-family networks
+    have one stem; only plain networks have a plain variant)."""
+    info = model_info(arch)
+    options = {} if info.family == "cifar" else {"stem": resolve_stem(cfg)}
+    if not info.residual:
+        options["plain_variant"] = cfg.plain_variant
+    return options
+
+
 def build_network(cfg, arch, num_classes):
-    """``create_model`` with the config's stem and plain variant (CIFAR-family nets have only one stem)."""
-    kwargs = {}
-    if not is_cifar_family(arch):
-        kwargs["stem"] = resolve_stem(cfg)
-    if arch.startswith("plain"):
-        kwargs["plain_variant"] = cfg.plain_variant
-    return create_model(arch, num_classes=num_classes, **kwargs)
+    """``create_model`` with the config's stem and plain variant."""
+    return create_model(arch, num_classes=num_classes, **network_options(cfg, arch))
 
 
 def identity(cfg, arch):
     """The network record a checkpoint of ``arch`` built from ``cfg`` carries (arch, plain variant, stem)."""
-    return network_identity(arch, cfg.plain_variant, None if is_cifar_family(arch) else resolve_stem(cfg))
+    return network_identity(arch, **network_options(cfg, arch))
 
 
 def build_dataset(cfg, split, rank=0, group_size=1, batch_size=None):

@@ -102,9 +102,10 @@ def _describe(names, limit=5):
 
 
 def network_identity(arch, plain_variant=None, stem=None):
-    """What a checkpoint records about the network it holds (saved as metadata, checked on load)."""
+    """What a checkpoint records about the network it holds (saved as metadata, checked on load); give
+    ``plain_variant`` for plain networks only, ``stem`` where the network has a choice of stems."""
     identity = {"arch": arch}
-    if arch.startswith("plain") and plain_variant:
+    if plain_variant:
         identity["plain_variant"] = plain_variant
     if stem:
         identity["stem"] = stem

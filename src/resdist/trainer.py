@@ -23,7 +23,7 @@ from .errors import TrainingError
 from .distill import KnowledgeDistillation, eta_at
 from .evaluate import evaluate
 from .losses import CrossEntropyObjective
-from .models import is_model, list_models, teacher_of
+from .models import is_model, list_models, model_info, plain_twin, teacher_of
 from .models.dirac import apply_dirac, deployable_params
 from .optim import create_optimizer, lr_per_step
 from .precision import apply_precision
@@ -36,19 +36,25 @@ DISTILLATION = ("kd", "fd", "rd")
 
 
 def teacher_arch(cfg):
-    return teacher_of(cfg.arch) if cfg.teacher_arch == "auto" else cfg.teacher_arch
+    """The teacher network: ``teacher_arch``, or (auto) the one the registry names for the student."""
+    if cfg.teacher_arch != "auto":
+        return cfg.teacher_arch
+    teacher = teacher_of(cfg.arch)
+    if teacher is None:
+        raise ConfigError(f"arch={cfg.arch} has no registered teacher (it is residual itself); pass --teacher_arch")
+    return teacher
 
 
 def check_procedure(cfg):
     if cfg.procedure in DISTILLATION:
         return
-    residual = cfg.arch.startswith("resnet")
+    residual, twin = model_info(cfg.arch).residual, plain_twin(cfg.arch)
     if cfg.procedure == "teacher" and not residual:
         raise ConfigError(f"procedure=teacher trains a residual network, but arch={cfg.arch} is plain; "
-                          f"use procedure=plain, or arch=resnet{cfg.arch[len('plain'):]}")
+                          f"use procedure=plain" + (f", or arch={twin}" if twin else ""))
     if cfg.procedure == "plain" and residual:
         raise ConfigError(f"procedure=plain trains a plain network, but arch={cfg.arch} has shortcuts; "
-                          f"use procedure=teacher, or arch=plain{cfg.arch[len('resnet'):]}")
+                          f"use procedure=teacher" + (f", or arch={twin}" if twin else ""))
 
 
 def check_inputs(cfg):

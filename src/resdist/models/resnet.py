@@ -248,30 +248,20 @@ def _cifar_family(depth, residual, num_classes, stem="cifar", plain_variant="ful
                   plain_variant=plain_variant)
 
 
-def _register(name, builder, depth, residual):
-    def factory(num_classes=1000, **kwargs):
+def _register(name, builder, depth, residual, family):
+    def factory(num_classes, **kwargs):
         return builder(depth, residual, num_classes, **kwargs)
 
     factory.__name__ = name
     factory.__doc__ = f"{'ResNet' if residual else 'Plain CNN'}-{depth}" + (
         "" if residual else " (the ResNet with its shortcuts removed; see plain_variant)")
-    register_model(factory)
+    register_model(factory, residual=residual, family=family, teacher=None if residual else f"resnet{depth}",
+                   default_num_classes=10 if family == "cifar" else 1000)
 
 
 for _depth in _IMAGENET_FAMILY:
-    _register(f"resnet{_depth}", _imagenet_family, _depth, True)
-    _register(f"plain{_depth}", _imagenet_family, _depth, False)
+    _register(f"resnet{_depth}", _imagenet_family, _depth, True, "imagenet")
+    _register(f"plain{_depth}", _imagenet_family, _depth, False, "imagenet")
 for _depth in _CIFAR_DEPTHS:
-    _register(f"resnet{_depth}", _cifar_family, _depth, True)
-    _register(f"plain{_depth}", _cifar_family, _depth, False)
-
-
-def is_cifar_family(name):
-    return any(name in (f"resnet{d}", f"plain{d}") for d in _CIFAR_DEPTHS)
-
-
-def teacher_of(name):
-    """The residual network a plain network is the student of (plain20 -> resnet20)."""
-    if name.startswith("plain"):
-        return "resnet" + name[len("plain"):]
-    return name
+    _register(f"resnet{_depth}", _cifar_family, _depth, True, "cifar")
+    _register(f"plain{_depth}", _cifar_family, _depth, False, "cifar")
