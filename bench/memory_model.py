@@ -64,7 +64,7 @@ def inference_graph(net, batch=1, size=32):
     for i, stage in enumerate(net.stages):
         for j, block in enumerate(stage):
             p = f"s{i + 1}b{j + 1}"
-            convs = [c for c in ("conv1", "conv2", "conv3") if hasattr(block, c)]
+            convs = [c for c, _ in block.CONV_BN_PAIRS]
             y = x
             for c in convs:
                 y = conv(f"{p}.{c}", y, getattr(block, c))

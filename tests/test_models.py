@@ -207,3 +207,15 @@ def test_identity_comes_from_the_registry_not_the_name(student_registered_under_
     with pytest.raises(ValueError, match="only a plain network has a teacher"):
         from resdist.models import registry
         registry.register_model(lambda num_classes: None, residual=True, teacher="resnet20")
+
+
+@pytest.mark.parametrize("name", ["plain20", "resnet56", "plain50"])
+def test_every_registered_network_has_the_stage_api(name):
+    from resdist.models.api import StagedNetwork
+    from resdist.models.resnet import Block
+
+    net = create_model(name)
+    assert isinstance(net, StagedNetwork)
+    blocks = [c for _, c in net.cells_and_names() if isinstance(c, Block)]
+    assert blocks and all(isinstance(getattr(b, conv), ms.nn.Conv2d) and isinstance(getattr(b, bn), ms.nn.BatchNorm2d)
+                          for b in blocks for conv, bn in b.CONV_BN_PAIRS)

@@ -12,9 +12,6 @@ import mindspore as ms
 import numpy as np
 from mindspore import nn
 
-# (convolution, the BatchNorm that follows it) as attribute names of the blocks, stem and projections
-CONV_BN_PAIRS = (("conv", "bn"), ("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3"))
-
 
 def folded_conv(conv, bn):
     """One nn.Conv2d with bias equal to ``bn(conv(x))`` in inference mode."""
@@ -37,7 +34,7 @@ def fold_batchnorm(net):
     folded.set_train(False)
     count = 0
     for _, cell in folded.cells_and_names():
-        for conv_name, bn_name in CONV_BN_PAIRS:
+        for conv_name, bn_name in getattr(cell, "CONV_BN_PAIRS", ()):  # stem, blocks, projections
             conv, bn = getattr(cell, conv_name, None), getattr(cell, bn_name, None)
             if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
                 setattr(cell, conv_name, folded_conv(conv, bn))

@@ -9,6 +9,8 @@ import numpy as np
 import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
 
+from .resnet import Block
+
 NO_DECAY_SUFFIXES = (".dirac_alpha", ".dirac_beta")  # the paper applies no weight decay to alpha and beta
 
 
@@ -51,10 +53,9 @@ def apply_dirac(net):
     """Swap the convolutions inside every block of ``net`` for Dirac-parametrised ones (stem and projection
     shortcuts stay ordinary). Returns ``net``."""
     for _, cell in list(net.cells_and_names()):
-        for attr in ("conv1", "conv2", "conv3"):
-            conv = getattr(cell, attr, None)
-            if isinstance(conv, nn.Conv2d):
-                setattr(cell, attr, DiracConv2d(conv))
+        if isinstance(cell, Block):  # the main path of each block
+            for attr, _ in cell.CONV_BN_PAIRS:
+                setattr(cell, attr, DiracConv2d(getattr(cell, attr)))
     refresh_parameter_names(net)
     return net
 

@@ -4,9 +4,11 @@ A network is a stem, a list of stages and a head (global average pooling + class
 the same architecture with the shortcut additions removed; its parameter names are the ResNet's, so a plain
 network and its teacher share names for everything they share.
 
-Stage API (what Residual Distillation needs): ``stage_outputs(x)`` gives every stage's output, and
+``ResNet`` provides the stage API Residual Distillation uses (``models.api.StagedNetwork`` lists it): e.g.
 ``forward_from_stage(f, k)`` runs stages k+1..S, pooling and classifier of *this* network on a feature ``f``
-that may come from another network's stage k (k counted from 1).
+that may come from another network's stage k (k counted from 1). Every unit with convolutions lists its
+(convolution, BatchNorm) attribute pairs in ``CONV_BN_PAIRS``: what BatchNorm folding, Dirac parametrisation
+and the memory model walk.
 """
 from mindspore import nn, ops
 from mindspore.common.initializer import HeNormal
@@ -31,6 +33,7 @@ def bn(ch):
 
 class Projection(nn.Cell):
     """1x1 conv + BN on the shortcut of a block that changes width or resolution."""
+    CONV_BN_PAIRS = (("conv", "bn"),)
 
     def __init__(self, in_ch, out_ch, stride):
         super().__init__()
@@ -41,8 +44,10 @@ class Projection(nn.Cell):
         return self.bn(self.conv(x))
 
 
-class _Block(nn.Cell):
-    """What both block types share: the optional shortcut and the final ReLU."""
+class Block(nn.Cell):
+    """What both block types share: the optional shortcut and the final ReLU. ``CONV_BN_PAIRS``: the main path's
+    (convolution, BatchNorm) attributes, in order."""
+    CONV_BN_PAIRS = ()
 
     def _init_shortcut(self, in_ch, out_ch, stride, shortcut):
         self.relu = nn.ReLU()
@@ -58,8 +63,9 @@ class _Block(nn.Cell):
         return self.relu(self.preact(x))
 
 
-class BasicBlock(_Block):
+class BasicBlock(Block):
     expansion = 1
+    CONV_BN_PAIRS = (("conv1", "bn1"), ("conv2", "bn2"))
 
     def __init__(self, in_ch, width, stride, shortcut):
         super().__init__()
@@ -78,9 +84,10 @@ class BasicBlock(_Block):
         return self.bn2
 
 
-class Bottleneck(_Block):
+class Bottleneck(Block):
     """ResNet v1.5 bottleneck (stride on the 3x3 conv), as torchvision and the RD authors' code."""
     expansion = 4
+    CONV_BN_PAIRS = (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3"))
 
     def __init__(self, in_ch, width, stride, shortcut):
         super().__init__()
@@ -105,6 +112,7 @@ class Bottleneck(_Block):
 
 class Stem(nn.Cell):
     """ImageNet stem (7x7/2 conv, BN, ReLU, 3x3/2 max-pool) or CIFAR stem (3x3/1 conv, BN, ReLU)."""
+    CONV_BN_PAIRS = (("conv", "bn"),)
 
     def __init__(self, kind, out_ch):
         super().__init__()
@@ -167,9 +175,6 @@ class ResNet(nn.Cell):
         self.num_features = in_ch
         self.stage_channels = [w * block.expansion for w in widths]
         self.fc = nn.Dense(in_ch, num_classes)
-
-    def forward_stem(self, x):
-        return self.stem(x)
 
     def forward_features(self, x):
         x = self.stem(x)
