@@ -34,23 +34,15 @@ PROCEDURES = ("teacher", "plain", "kd", "rd")
 
 
 def build_step(procedure, teacher_name, student_name, kwargs, jit_level=None, readback="window"):
-    from resdist.distill import KnowledgeDistillation
-    from resdist.losses import CrossEntropyObjective
     from resdist.models import create_model
+    from resdist.objectives import make_objective
     from resdist.optim import create_optimizer, lr_per_step
-    from resdist.rd import ResidualDistillation
     from resdist.trainer import WindowSums, make_train_step
 
-    student = create_model(student_name, num_classes=10, **kwargs)
-    if procedure == "teacher":
-        objective = CrossEntropyObjective(create_model(teacher_name, num_classes=10, **kwargs))
-    elif procedure == "plain":
-        objective = CrossEntropyObjective(student)
-    elif procedure == "kd":
-        objective = KnowledgeDistillation(student, create_model(teacher_name, num_classes=10, **kwargs))
-    else:
-        objective = ResidualDistillation(student, create_model(teacher_name, num_classes=10, **kwargs),
-                                         fd_lambda=0.001)
+    teacher = create_model(teacher_name, num_classes=10, **kwargs)
+    trained = teacher if procedure == "teacher" else create_model(student_name, num_classes=10, **kwargs)
+    objective = make_objective(procedure, trained, None if procedure in ("teacher", "plain") else teacher,
+                               fd_lambda=0.001)
     trainable = {n: p for n, p in objective.parameters_and_names() if p.requires_grad}
     optimizer = create_optimizer(trainable, lr_per_step(0.01, "step", 1, 100000))
     objective.set_train(True)

@@ -5,27 +5,21 @@ import mindspore as ms
 import numpy as np
 import pytest
 
-from resdist.distill import KnowledgeDistillation
-from resdist.losses import CrossEntropyObjective
 from resdist.models import create_model
+from resdist.objectives import make_objective
 from resdist.optim import create_optimizer
 from resdist.precision import apply_precision
-from resdist.rd import ResidualDistillation
 from resdist.trainer import make_train_step
 
 
 def _objective(procedure, seed=0):
     ms.set_seed(seed)
-    if procedure == "teacher":
-        return CrossEntropyObjective(create_model("resnet20", num_classes=10))
-    if procedure == "plain":
-        return CrossEntropyObjective(create_model("plain20", num_classes=10))
+    name, _, variant = procedure.partition("_")  # rd_paper, rd_joint
+    if name == "teacher":
+        return make_objective(name, create_model("resnet20", num_classes=10))
     student, teacher = create_model("plain20", num_classes=10), create_model("resnet20", num_classes=10)
-    if procedure == "kd":
-        return KnowledgeDistillation(student, teacher)
-    if procedure == "fd":
-        return ResidualDistillation(student, teacher, injection_points=(), fd_lambda=1e-5)
-    return ResidualDistillation(student, teacher, fd_lambda=1e-5, variant=procedure.split("_")[1])
+    return make_objective(name, student, None if name == "plain" else teacher, fd_lambda=1e-5,
+                          rd_variant=variant or "paper")
 
 
 def _batch(n=8):

@@ -312,3 +312,22 @@ def test_released_code_variants():
     ce_j, mixed_j, fd_j = (float(t.asnumpy()) for t in (ce_j, mixed_j, fd_j))
     assert float(loss.asnumpy()) == pytest.approx(0.25 * (0.8 * mixed_j + ce_j) + 0.25 * 0.001 * (0.8 * mixed_fd + fd_j),
                                                   rel=1e-5)
+
+
+def test_make_objective_builds_each_procedure_and_only_rd_has_an_eta_schedule():
+    from resdist.losses import Objective
+    from resdist.objectives import make_objective
+
+    student, teacher = create_model("plain20", num_classes=10), create_model("resnet20", num_classes=10)
+    built = {p: make_objective(p, student, teacher, eta_min=0.5, eta_epochs=4)
+             for p in ("plain", "kd", "fd", "rd")}
+    assert all(isinstance(o, Objective) and o.deployable is student for o in built.values())
+    assert [built[p].term_names for p in ("plain", "kd", "rd")] == [("ce",), ("ce", "kd"), ("ce", "mixed_ce", "fd")]
+    assert built["fd"].injection_points == () and built["rd"].injection_points == (1, 2)
+    assert built["fd"].start_epoch(0) == {} and built["kd"].start_epoch(0) == {}  # no mixed paths: no eta
+    assert built["rd"].start_epoch(2) == {"eta": pytest.approx(0.75)}
+    assert float(built["rd"].eta.asnumpy()) == pytest.approx(0.75)
+    with pytest.raises(ValueError, match="procedure kd needs a teacher"):
+        make_objective("kd", student)
+    with pytest.raises(ValueError, match="unknown procedure 'distil'"):
+        make_objective("distil", student, teacher)

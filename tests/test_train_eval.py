@@ -141,13 +141,23 @@ def test_resumed_rd_reads_each_checkpoint_once(trained_run, tmp_path, monkeypatc
     assert [m["epoch"] for m in json.load(open(os.path.join(out, "metrics.json")))["epochs"]] == [1, 2]
 
 
-def test_kd_and_fd_procedures_run(trained_run, tmp_path):
+def test_kd_and_fd_procedures_train_their_own_loss(trained_run, tmp_path):
     teacher = os.path.join(trained_run, "best.ckpt")
-    for procedure, term in [("kd", "kd "), ("fd", "fd ")]:
+    for procedure, terms in [("kd", {"train_ce", "train_kd"}), ("fd", {"train_ce", "train_mixed_ce", "train_fd"})]:
         out = str(tmp_path / procedure)
         assert train_script.main(RD + ["--procedure", procedure, "--teacher_ckpt", teacher, "--epochs", "1",
                                        "--max_steps_per_epoch", "4", "--output_dir", out]) == 0
-        assert term in open(os.path.join(out, "train.log")).read()
+        record = json.load(open(os.path.join(out, "metrics.json")))["epochs"][0]
+        assert terms <= set(record) and "eta" not in record  # neither has mixed paths to weigh
+        assert all(np.isfinite(record[t]) and record[t] > 0 for t in terms - {"train_mixed_ce"})
+        if procedure == "fd":
+            assert record["train_mixed_ce"] == 0.0  # no injection point: no mixed path
+            assert record["train_loss"] == pytest.approx(record["train_ce"] + 0.001 * record["train_fd"], rel=1e-4)
+        else:
+            assert record["train_loss"] == pytest.approx(0.1 * record["train_ce"] + 0.9 * record["train_kd"],
+                                                         rel=1e-4)
+        state = ckpt_io.read(os.path.join(out, "best.ckpt"))
+        assert state["arch"] == "plain20" and not any(k.startswith("teacher.") for k in state)
 
 
 @pytest.mark.parametrize("teacher,message", [

@@ -6,6 +6,7 @@ import mindspore as ms
 import numpy as np
 from mindspore import Tensor, nn, ops
 
+from .losses import Objective
 from .models.resnet import conv
 from .precision import to_loss_dtype
 
@@ -70,7 +71,7 @@ def margin_tensor(teacher):
     return Tensor(bn_margin(bn.gamma.asnumpy(), bn.beta.asnumpy()).reshape(1, -1, 1, 1), ms.float32)
 
 
-class KnowledgeDistillation(nn.Cell):
+class KnowledgeDistillation(Objective):
     """Hinton KD: (1 - alpha) * CE(student) + alpha * T^2 * KL(teacher_T || student_T)."""
     term_names = ("ce", "kd")
 
@@ -84,9 +85,6 @@ class KnowledgeDistillation(nn.Cell):
     @property
     def deployable(self):
         return self.student
-
-    def extra_state(self):
-        return {}
 
     def construct(self, images, labels):
         logits, teacher_logits = to_loss_dtype(self.student(images), ops.stop_gradient(self.teacher(images)))

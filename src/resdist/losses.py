@@ -1,12 +1,30 @@
-"""Training objectives. An objective is a Cell ``(images, labels) -> (loss, logits, terms)`` where ``terms`` is
-a tuple of the loss's parts (named by ``term_names``) for the log, ``logits`` are the trained network's own,
-and ``deployable`` is the network that gets evaluated and saved."""
+"""The objective protocol every training procedure follows, and plain supervised training.
+
+An objective is a Cell ``(images, labels) -> (loss, logits, terms)``: ``terms`` are the loss's parts (named by
+``term_names``) for the log, ``logits`` are the trained network's own. ``deployable`` is the network that is
+evaluated and saved (a student, never its teacher); ``extra_state()`` the other trained parameters (connectors:
+saved for --resume, never deployed); ``start_epoch(epoch)`` sets any per-epoch schedule and returns what it set,
+for the log and metrics.json. ``objectives.make_objective`` builds one per procedure."""
 from mindspore import nn
 
 from .precision import to_loss_dtype
 
 
-class CrossEntropyObjective(nn.Cell):
+class Objective(nn.Cell):
+    term_names = ()
+
+    @property
+    def deployable(self):
+        raise NotImplementedError
+
+    def extra_state(self):
+        return {}
+
+    def start_epoch(self, epoch):
+        return {}
+
+
+class CrossEntropyObjective(Objective):
     """Plain supervised training of one network (procedures ``teacher`` and ``plain``)."""
     term_names = ("ce",)
 
@@ -18,9 +36,6 @@ class CrossEntropyObjective(nn.Cell):
     @property
     def deployable(self):
         return self.net
-
-    def extra_state(self):
-        return {}
 
     def construct(self, images, labels):
         logits = to_loss_dtype(self.net(images))

@@ -23,16 +23,18 @@ Only the student is deployed.
 import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
 
-from .distill import Connector, freeze, margin_tensor, partial_l2
+from .distill import Connector, eta_at, freeze, margin_tensor, partial_l2
+from .losses import Objective
 from .precision import to_loss_dtype
 
 VARIANTS = ("paper", "ta", "joint")
 
 
-class ResidualDistillation(nn.Cell):
+class ResidualDistillation(Objective):
     term_names = ("ce", "mixed_ce", "fd")
 
-    def __init__(self, student, teacher, injection_points=None, fd_lambda=0.001, variant="paper"):
+    def __init__(self, student, teacher, injection_points=None, fd_lambda=0.001, variant="paper", eta_min=0.5,
+                 eta_epochs=60):
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f"unknown RD variant '{variant}'; choose one of {', '.join(VARIANTS)}")
@@ -56,6 +58,7 @@ class ResidualDistillation(nn.Cell):
                                             for _ in points]) if joint_fd else None
         self.margin = margin_tensor(teacher)
         self.eta = Parameter(Tensor(1.0, ms.float32), name="eta", requires_grad=False)  # set every epoch
+        self.eta_min, self.eta_epochs = eta_min, eta_epochs
         self.ce = nn.CrossEntropyLoss()
         self.relu = nn.ReLU()
         self.zero = Tensor(0.0, ms.float32)
@@ -70,6 +73,15 @@ class ResidualDistillation(nn.Cell):
         if self.path_connectors is not None:
             state.update(self.path_connectors.parameters_and_names("path_connectors"))
         return state
+
+    def start_epoch(self, epoch):
+        """The mixed-path weight eta for ``epoch`` (from 0): cosine from 1 to eta_min over eta_epochs. FD alone
+        (no injection points) has no mixed paths, hence no eta."""
+        if not self.injection_points:
+            return {}
+        eta = eta_at(epoch, self.eta_min, self.eta_epochs)
+        self.set_eta(eta)
+        return {"eta": eta}
 
     def set_eta(self, value):
         # in place: a compiled step keeps the Parameter's storage, so set_data (a new tensor) would go unseen

@@ -20,19 +20,14 @@ from .config import RESUME_MAY_CHANGE, ConfigError, options_for
 from .data import check_dataset, checked, dataset_num_classes, epoch_iterator, epoch_seed
 from . import runtime
 from .errors import TrainingError
-from .distill import KnowledgeDistillation, eta_at
 from .evaluate import evaluate
-from .losses import CrossEntropyObjective
 from .models import is_model, list_models, model_info, plain_twin, teacher_of
 from .models.dirac import apply_dirac, deployable_params
+from .objectives import WITH_TEACHER, make_objective
 from .optim import create_optimizer, lr_per_step
 from .precision import apply_precision
-from .rd import ResidualDistillation
 
 logger = logging.getLogger("resdist")
-
-
-DISTILLATION = ("kd", "fd", "rd")
 
 
 def teacher_arch(cfg):
@@ -46,7 +41,7 @@ def teacher_arch(cfg):
 
 
 def check_procedure(cfg):
-    if cfg.procedure in DISTILLATION:
+    if cfg.procedure in WITH_TEACHER:
         return
     residual, twin = model_info(cfg.arch).residual, plain_twin(cfg.arch)
     if cfg.procedure == "teacher" and not residual:
@@ -125,14 +120,11 @@ def load_teacher(cfg, num_classes):
 
 def build_objective(cfg, net, num_classes):
     """The loss Cell for ``cfg.procedure``; ``net`` is the network being trained (the student)."""
-    if cfg.procedure in ("teacher", "plain"):
-        return CrossEntropyObjective(net)
-    teacher = load_teacher(cfg, num_classes)
-    if cfg.procedure == "kd":
-        return KnowledgeDistillation(net, teacher, cfg.kd_alpha, cfg.kd_temperature)
-    injection_points = () if cfg.procedure == "fd" else (cfg.injection_points or None)
+    teacher = load_teacher(cfg, num_classes) if cfg.procedure in WITH_TEACHER else None
     try:  # RD settings that do not fit the networks (stage widths, injection points)
-        return ResidualDistillation(net, teacher, injection_points, cfg.fd_lambda, cfg.rd_variant)
+        return make_objective(cfg.procedure, net, teacher, kd_alpha=cfg.kd_alpha, kd_temperature=cfg.kd_temperature,
+                              injection_points=cfg.injection_points or None, fd_lambda=cfg.fd_lambda,
+                              rd_variant=cfg.rd_variant, eta_min=cfg.eta_min, eta_epochs=cfg.eta_epochs)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
 
@@ -443,11 +435,11 @@ def train_epoch(run, epoch):
     cfg, names, steps = run.cfg, run.objective.term_names, run.steps_per_epoch
     run.objective.set_train(True)
     record = {"epoch": epoch + 1}
-    if hasattr(run.objective, "set_eta"):
-        record["eta"] = eta_at(epoch, cfg.eta_min, cfg.eta_epochs)
-        run.objective.set_eta(record["eta"])
+    scheduled = run.objective.start_epoch(epoch)
+    record.update(scheduled)
+    if "eta" in scheduled:
         logger.info("epoch %d/%d: eta %.4f (mixed-path loss weight), lambda %g", epoch + 1, cfg.epochs,
-                    record["eta"], cfg.fd_lambda)
+                    scheduled["eta"], cfg.fd_lambda)
     advance = epoch_stepper(run, epoch)
     loss_sum = correct = 0.0
     term_sums = np.zeros(len(names))
