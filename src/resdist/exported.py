@@ -1,6 +1,6 @@
-"""Reading exported files: their operators (MindIR and ONNX), their input, and running them (MindIR with
-MindSpore, ONNX with onnxruntime) on numpy batches. Imported by export (its after-write checks), quantize,
-evaluate (``eval.py --mindir/--onnx``) and the tests."""
+"""Reading exported files: their operators, their input and output, export.py's record in them, and running
+them (MindIR with MindSpore, ONNX with onnxruntime) on numpy batches. Imported by export (its after-write
+checks), quantize, evaluate (``eval.py --mindir/--onnx``) and the tests."""
 import os
 from dataclasses import dataclass
 
@@ -10,55 +10,15 @@ from .config import ConfigError
 
 
 def graph_ops(path):
-    """Operator types of an exported MindIR or ONNX file, in graph order."""
-    with open(path, "rb") as f:
-        data = f.read()
-    if path.endswith(".mindir"):
-        from mindspore.train import mind_ir_pb2
-
-        model = mind_ir_pb2.ModelProto()
-        model.ParseFromString(data)
-        return [node.op_type.split("::")[-1].split(":")[0] for node in model.graph.node]
-    return onnx_op_types(data)
-
-
-def _fields(buf):
-    """Protocol-buffer wire format: yield (field number, wire type, value) of one message."""
-    i = 0
-    while i < len(buf):
-        key, i = _varint(buf, i)
-        number, wire = key >> 3, key & 7
-        if wire == 0:
-            value, i = _varint(buf, i)
-        elif wire == 1:
-            value, i = buf[i:i + 8], i + 8
-        elif wire == 2:
-            length, i = _varint(buf, i)
-            value, i = buf[i:i + length], i + length
-        elif wire == 5:
-            value, i = buf[i:i + 4], i + 4
-        else:
-            raise ValueError(f"unsupported protobuf wire type {wire}")
-        yield number, wire, value
-
-
-def _varint(buf, i):
-    shift = result = 0
-    while True:
-        byte = buf[i]
-        i += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return result, i
-        shift += 7
-
-
-def onnx_op_types(data):
-    """Node operator types of an ONNX model (ModelProto.graph = 7, GraphProto.node = 1, NodeProto.op_type = 4),
-    read from the wire format so that the ``onnx`` package (and the numpy it pulls in) is not needed."""
-    graph = next(v for n, w, v in _fields(data) if n == 7 and w == 2)
-    return [bytes(v).decode() for n, w, node in _fields(graph) if n == 1 and w == 2
-            for m, w2, v in _fields(node) if m == 4 and w2 == 2]
+    """Operator types of an exported MindIR or ONNX file, in graph order (None for ONNX without the onnx
+    package: pip install -e ".[onnx]")."""
+    if file_format(path) == "mindir":
+        return [node.op_type.split("::")[-1].split(":")[0] for node in _mindir_model(path).graph.node]
+    try:
+        import onnx
+    except ImportError:
+        return None
+    return [node.op_type for node in onnx.load(path, load_external_data=False).graph.node]
 
 
 RECORD_PREFIX = "resdist."  # export.py's record of the network, in the file (MindIR user_info, ONNX metadata)
@@ -74,7 +34,7 @@ class Exported:
     input_shape: list
     num_classes: int
     record: dict           # export.py's record (arch, plain_variant, stem, ...) without the prefix; {} if none
-    residual: bool         # the graph adds tensors (shortcuts); a plain network's export has no Add
+    residual: object       # the graph adds tensors (shortcuts; a plain network's export has none); None: unknown
 
 
 def file_format(path):
@@ -109,6 +69,7 @@ def load_exported(path, expected=None):
         raise ConfigError(f"exported model {path} cannot be loaded ({reason}); it is corrupt or truncated: export "
                           f"it again") from None
     run, input_shape, output_shape, record = loaded
+    ops = graph_ops(path)
     batch = input_shape[0]
 
     def predict(images):
@@ -122,7 +83,7 @@ def load_exported(path, expected=None):
         return np.concatenate(out)
     return Exported(expected, predict, batch, input_shape, int(output_shape[-1]),
                     {k[len(RECORD_PREFIX):]: v for k, v in record.items() if k.startswith(RECORD_PREFIX)},
-                    "Add" in graph_ops(path))
+                    None if ops is None else "Add" in ops)
 
 
 def _load_mindir(path):

@@ -12,6 +12,8 @@ import mindspore as ms
 import numpy as np
 from mindspore import nn
 
+from .models.dirac import refresh_parameter_names
+
 
 def folded_conv(conv, bn):
     """One nn.Conv2d with bias equal to ``bn(conv(x))`` in inference mode."""
@@ -32,18 +34,14 @@ def fold_batchnorm(net):
     identity, which leaves no node in the exported graph). ``net`` itself is not changed."""
     folded = copy.deepcopy(net)
     folded.set_train(False)
-    count = 0
     for _, cell in folded.cells_and_names():
         for conv_name, bn_name in getattr(cell, "CONV_BN_PAIRS", ()):  # stem, blocks, projections
             conv, bn = getattr(cell, conv_name, None), getattr(cell, bn_name, None)
             if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
                 setattr(cell, conv_name, folded_conv(conv, bn))
                 setattr(cell, bn_name, nn.Identity())
-                count += 1
-    for name, param in folded.parameters_and_names():  # new convolutions: unique names for graph compilation
-        param.name = name
+    refresh_parameter_names(folded)  # new convolutions: unique names for graph compilation
     left = [n for n, c in folded.cells_and_names() if isinstance(c, nn.BatchNorm2d)]
     if left:
         raise ValueError(f"BatchNorm layers not preceded by a known convolution were left unfolded: {left[:3]}")
-    folded.folded_pairs = count
     return folded

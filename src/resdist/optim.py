@@ -3,6 +3,8 @@ import math
 
 import numpy as np
 
+from .models.dirac import NO_DECAY_SUFFIXES
+
 
 def lr_per_step(base_lr, schedule, epochs, steps_per_epoch, milestones=(), gamma=0.1, warmup_epochs=0):
     """Learning rate of every training step: linear warm-up, then step decay at ``milestones`` (epochs)
@@ -26,7 +28,7 @@ def lr_per_step(base_lr, schedule, epochs, steps_per_epoch, milestones=(), gamma
 
 def is_no_decay(name, exclude_bn_bias):
     """Dirac scales always (as the paper); BatchNorm scale/shift and biases if asked."""
-    if name.endswith((".dirac_alpha", ".dirac_beta")):
+    if name.endswith(NO_DECAY_SUFFIXES):
         return True
     return exclude_bn_bias and name.endswith((".gamma", ".beta", ".bias"))
 
