@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from benchutil import save_report
 from plotting import PALETTE, side_by_side
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src"))
 from resdist.checkpoint import file_sha256  # noqa: E402  (imports no MindSpore)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """What removing shortcuts buys at inference, analytically: peak live activation memory, activation traffic,
-FLOPs and parameters of every ResNet and its plain twins (bench/memory_model.py), with the share of ResNet's peak
+FLOPs and parameters of every ResNet and its plain twins (resdist.memory), with the share of ResNet's peak
 held by tensors waiting for a shortcut.
 
     python bench/efficiency.py            # tables printed, bench/results/efficiency_analytic.json, two PNGs
@@ -13,13 +13,12 @@ import argparse
 import os
 import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src"))
 from resdist import runtime  # noqa: E402
 
 runtime.prefer_fast_cpu_kernels()
 
 from benchutil import save_report  # noqa: E402
-from memory_model import analyse  # noqa: E402
+from resdist.memory import analyse  # noqa: E402
 from plotting import line_chart  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

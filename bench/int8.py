@@ -24,7 +24,6 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "src"))
 from resdist import runtime  # noqa: E402
 
 runtime.prefer_fast_cpu_kernels()

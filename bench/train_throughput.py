@@ -24,7 +24,6 @@ import time
 from benchutil import save_report  # bench/ is on sys.path when run as a script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "src"))
 
 from resdist import runtime  # noqa: E402  (before MindSpore)
 

@@ -11,7 +11,6 @@ import argparse
 import os
 import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))  # a source checkout
 
 from resdist import runtime  # noqa: E402  (imports no MindSpore)
 

@@ -58,7 +58,7 @@ def test_onednn_log_is_summed_after_the_marker_with_convolution_gflops():
 
 def test_liveness_walk_on_a_hand_computed_network():
     """image -> c1 -> c2 (+ image) -> add; every tensor 1x2x2x2 float32 = 32 bytes."""
-    import memory_model as mm
+    from resdist import memory as mm
 
     shape = (1, 2, 2, 2)
     residual = [mm.Op("c1", ["image"], "c1", shape, 10), mm.Op("c2", ["c1"], "c2", shape, 10),
@@ -73,7 +73,7 @@ def test_liveness_walk_on_a_hand_computed_network():
 
 
 def test_graph_of_a_real_network_has_its_shortcuts():
-    import memory_model as mm
+    from resdist import memory as mm
     from resdist.models import create_model
 
     r20 = mm.analyse(create_model("resnet20", num_classes=10), 1, 32)
