@@ -14,14 +14,15 @@ network, procedure, teacher and seed; validation is the held-out data_batch_5 in
 
 Resumable and idempotent: a row whose result JSON exists is skipped; a row interrupted part-way continues from
 its run folder's last.ckpt (``train.py --resume auto``); a student waits for its teacher's row. Each finished row
-writes bench/results/<study folder>/<row>.json (with --git_commit, committed at once) and the table and plot are
-regenerated. Run folders (checkpoints, logs) stay under --output_dir, outside git.
+writes bench/results/<study folder>/<row>.json, the table and plot are regenerated, and --after_row (if given)
+runs on those files, e.g. to commit them. Run folders (checkpoints, logs) stay under --output_dir, outside git.
 """
 import argparse
 import fcntl
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -30,7 +31,7 @@ from dataclasses import dataclass, field
 from benchutil import save_report
 from plotting import PALETTE, side_by_side
 
-from resdist.checkpoint import file_sha256  # noqa: E402  (imports no MindSpore)
+from resdist.checkpoint import file_sha256  # imports no MindSpore
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -220,24 +221,14 @@ def report(results_dir, study):
     return [os.path.join(results_dir, "table.md"), png]
 
 
-def git_commit(paths, message):
-    """Commit only ``paths`` in the repository that holds them (other staged work is left alone); retry while
-    another git command holds the lock. Teacher checkpoints are ignored by .gitignore, hence ``add -f``."""
-    repo = os.path.dirname(paths[0])
-    for attempt in range(20):
-        add = subprocess.run(["git", "-C", repo, "add", "-f", "--"] + paths, capture_output=True, text=True)
-        if add.returncode == 0:
-            done = subprocess.run(["git", "-C", repo, "commit", "-q", "-m", message, "--"] + paths,
-                                  capture_output=True, text=True)
-            if done.returncode == 0:
-                print(f"committed: {message}")
-                return True
-            if "index.lock" not in done.stderr:
-                print(f"git commit failed: {done.stderr.strip() or done.stdout.strip()}")
-                return False
-        time.sleep(3 + attempt)
-    print("git commit gave up: the repository stayed locked")
-    return False
+def after_row(command, row, study, files):
+    """Run the user's ``--after_row`` command on a finished row's files (appended as arguments; STUDY and
+    STUDY_ROW in its environment), e.g. scripts/commit_study_row.sh, which commits them. Its failure is reported,
+    not fatal: the next row still runs."""
+    env = {**os.environ, "STUDY": study.name, "STUDY_ROW": row.name}
+    done = subprocess.run(shlex.split(command) + files, cwd=ROOT, env=env)
+    if done.returncode != 0:
+        print(f"[{row.name}] --after_row command exited {done.returncode}")
 
 
 def run_row(row, args):
@@ -295,7 +286,9 @@ def parse_args(argv):
                         + ", ".join(f"{s.recipe} ({s.name})" for s in STUDIES.values()))
     parser.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
                         help="override a recipe key for every row (repeatable), e.g. for a quick smoke run")
-    parser.add_argument("--git_commit", action="store_true", help="commit each finished row's JSON at once")
+    parser.add_argument("--after_row", default="", metavar="COMMAND",
+                        help="run COMMAND FILE... after each finished row, with its result files (e.g. bash "
+                             "scripts/commit_study_row.sh, what scripts/run_cifar10_study.sh --git_commit passes)")
     parser.add_argument("--list", action="store_true", help="print every row's status and exit")
     parser.add_argument("--report", action="store_true", help="regenerate the table and plot, run nothing")
     args = parser.parse_args(argv)
@@ -388,8 +381,8 @@ def main(argv=None):
             paths = run_row(row, args)
             if paths:
                 files = paths + report(args.results_dir, args.study)
-                if args.git_commit:
-                    git_commit(files, f"CIFAR-10 {args.study.name} study: row {row.name} finished")
+                if args.after_row:
+                    after_row(args.after_row, row, args.study, files)
     return 0
 
 

@@ -15,4 +15,8 @@ if [ ! -d "$DATA_PATH" ]; then
     exit 2
 fi
 cd "$(dirname "$0")/.."
-exec python bench/cifar10_study.py --data_path "$DATA_PATH" "$@"
+ARGS=()
+for a in "$@"; do  # --git_commit: commit each finished row's files at once (scripts/commit_study_row.sh)
+  if [ "$a" = "--git_commit" ]; then ARGS+=(--after_row "bash scripts/commit_study_row.sh"); else ARGS+=("$a"); fi
+done
+exec python bench/cifar10_study.py --data_path "$DATA_PATH" ${ARGS[@]+"${ARGS[@]}"}

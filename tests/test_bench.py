@@ -142,16 +142,22 @@ def test_study_runner_skips_finished_rows_and_continues_an_interrupted_one(tmp_p
                "--output_dir", str(runs), "--results_dir", str(results)] + tiny + list(args)
         return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
 
-    first = runner("--rows", "resnet20_teacher,plain20_alone", "--set", "epochs=1")
+    hook_log = tmp_path / "after_row.log"
+    hook = f"sh -c 'echo \"$STUDY $STUDY_ROW $*\" >> {hook_log}' sh"
+    first = runner("--rows", "resnet20_teacher,plain20_alone", "--set", "epochs=1", "--after_row", hook)
     assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
+    calls = hook_log.read_text().splitlines()  # once per finished row, with its files
+    assert [c.split()[:2] for c in calls] == [["converged", "resnet20_teacher"], ["converged", "plain20_alone"]]
+    assert f"{results}/plain20_alone.json" in calls[1].split() and f"{results}/table.md" in calls[1].split()
     assert {"resnet20_teacher.json", "resnet20_teacher.ckpt", "plain20_alone.json", "table.md", "val_top1.png"} <= \
         {p.name for p in results.iterdir()}
     row = json.loads((results / "plain20_alone.json").read_text())
     assert [e["epoch"] for e in row["epochs"]] == [1] and str(tmp_path) not in row["command"]
     before = {p.name: p.read_bytes() for p in results.iterdir()}
 
-    again = runner("--rows", "resnet20_teacher,plain20_alone", "--set", "epochs=1")
+    again = runner("--rows", "resnet20_teacher,plain20_alone", "--set", "epochs=1", "--after_row", hook)
     assert again.returncode == 0 and "[resnet20_teacher] done, skipped" in again.stdout
+    assert len(hook_log.read_text().splitlines()) == 2  # nothing finished: the hook did not run
     assert "[plain20_alone] done, skipped" in again.stdout
     assert {p.name: p.read_bytes() for p in results.iterdir()} == before
 
@@ -164,3 +170,24 @@ def test_study_runner_skips_finished_rows_and_continues_an_interrupted_one(tmp_p
     row2 = json.loads((results / "plain20_alone.json").read_text())
     assert [e["epoch"] for e in row2["epochs"]] == [1, 2]
     assert row2["epochs"][0] == row["epochs"][0]  # epoch 1 kept, not trained again
+
+
+def test_commit_study_row_commits_only_the_rows_files(tmp_path):
+    import subprocess
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(git + ["init", "-q"], check=True)
+    (repo / "row.json").write_text("{}")
+    (repo / "other.txt").write_text("staged work")
+    subprocess.run(git + ["add", "other.txt"], check=True)
+    env = {**os.environ, "STUDY": "converged", "STUDY_ROW": "plain20_rd", "GIT_AUTHOR_NAME": "t",
+           "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    done = subprocess.run(["bash", os.path.join(ROOT, "scripts", "commit_study_row.sh"), str(repo / "row.json")],
+                          capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    log = subprocess.run(git + ["log", "--format=%s", "--name-only"], capture_output=True, text=True).stdout
+    assert log.split() == ["CIFAR-10", "converged", "study:", "row", "plain20_rd", "finished", "row.json"]
+    status = subprocess.run(git + ["status", "--short"], capture_output=True, text=True).stdout
+    assert status.strip() == "A  other.txt"  # still staged, not committed
