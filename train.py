@@ -1,12 +1,13 @@
 #!/usr/bin/env python
 """Train a network with this project's procedures.
 
-    python train.py                                   # demo: teacher, RD student, plain student (synthetic data)
+    python train.py                                   # demo (configs/demo.yaml): teacher, RD student, plain alone
     python train.py --config configs/cifar10_resnet20_teacher.yaml --data_path DIR [--key value ...]
     python train.py --config configs/cifar10_plain20_rd.yaml --data_path DIR --teacher_ckpt TEACHER.ckpt
 
 Every key of the YAML recipes can be overridden on the command line; `python train.py --help` lists them.
 """
+import os
 import sys
 
 from resdist import cli  # imports no MindSpore: the CPU kernel choice must come first
@@ -29,9 +30,12 @@ def run(cfg, cpu_note):
         run_job(cfg, cpu_note)
 
 
+DEMO_RECIPE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "demo.yaml")
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    return cli.run_entry_point("train", __doc__, run, argv or ["--demo", "true"])
+    return cli.run_entry_point("train", __doc__, run, argv or ["--config", DEMO_RECIPE])
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import pytest
 
 import eval as eval_script
 import train as train_script
+from conftest import ROOT
 from resdist import checkpoint as ckpt_io
 
 TINY = ["--arch", "resnet20", "--synthetic_train_size", "512", "--synthetic_val_size", "64", "--batch_size", "32",
@@ -256,7 +257,11 @@ def test_no_arguments_means_the_demo(monkeypatch):
     seen = {}
     monkeypatch.setattr(train_script.cli, "run_entry_point", lambda scope, doc, body, argv: seen.update(argv=argv))
     train_script.main([])
-    assert seen["argv"] == ["--demo", "true"]
+    assert seen["argv"] == ["--config", os.path.join(ROOT, "configs", "demo.yaml")]
+    from resdist.config import parse_args
+
+    cfg, _ = parse_args(seen["argv"], "train", "")
+    assert cfg.demo and cfg.dataset == "synthetic" and cfg.lr_schedule == "cosine"
 
 
 def test_metrics_summary_has_the_final_and_the_best_epoch(trained_run, tmp_path):
