@@ -17,9 +17,9 @@ def run(cfg, cpu_note):
     if cfg.check_only:
         from resdist.trainer import check_inputs
 
-        note = check_inputs(cfg)
+        notes = check_inputs(cfg)
         print(f"checked: {cfg.procedure} {cfg.arch} on {cfg.dataset}, run folder {cfg.output_dir}"
-              + (f" (resuming {cfg.resume})" if cfg.resume else "") + (f"; note: {note}" if note else ""))
+              + (f" (resuming {cfg.resume})" if cfg.resume else "") + "".join(f"; note: {n}" for n in notes))
     elif cfg.demo:
         from resdist.demo import run_demo
 

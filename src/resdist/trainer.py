@@ -54,12 +54,18 @@ def check_procedure(cfg):
 
 def check_inputs(cfg):
     """What can be checked before anything is built: the procedure, the data set's files, the run folder's name
-    and, for a resume, that the recipe is the one the run recorded. Creates nothing. Returns a note for the log."""
+    and, for a resume, that the recipe is the one the run recorded. Creates nothing. The one place ``cfg`` is
+    completed (run folder named, resume path resolved, precision forced to O0 on CPU), so that config.yaml
+    records what ran. Returns notes for the log."""
     check_procedure(cfg)
     dataset_sink_mode(cfg)
     check_dataset(cfg.dataset, cfg.data_path, cfg.val_split)
     choose_output_dir(cfg)
-    return check_resume_config(cfg) if cfg.resume else ""
+    notes = [check_resume_config(cfg)] if cfg.resume else []
+    if cfg.amp_level != "O0" and cfg.device_target == "CPU":
+        notes.append(f"amp_level={cfg.amp_level} is for Ascend/GPU; using O0 on CPU")
+        cfg.amp_level = "O0"
+    return [n for n in notes if n]
 
 
 def check_resume_config(cfg):
@@ -331,9 +337,6 @@ def setup_run(cfg, rank, group_size):
     """Data, networks, objective, optimizer, compiled step and resume state of a run (logged as they are built):
     everything a bad input can fail on, built once, before the run folder is touched."""
     resume_state = read_resume_checkpoint(cfg) if cfg.resume else None
-    if cfg.amp_level != "O0" and cfg.device_target == "CPU":
-        logger.warning("amp_level=%s is for Ascend/GPU; using O0 on CPU", cfg.amp_level)
-        cfg.amp_level = "O0"
     sink = dataset_sink_mode(cfg)
 
     train_ds, train_info = build_dataset(cfg, "train", rank, group_size)
@@ -565,7 +568,7 @@ def run_job(cfg, cpu_note=""):
     training. A refused run leaves the disk as it was. Returns the epoch metrics."""
     import yaml
 
-    note = check_inputs(cfg)
+    notes = check_inputs(cfg)
     rank, group_size = runtime.init_context(cfg.device_target, cfg.mode, cfg.seed, cfg.distribute, cfg.cpu_threads)
     runtime.setup_logging(None, rank)
     runtime.hold_log_lines()  # for train.log, once the run folder exists
@@ -575,7 +578,7 @@ def run_job(cfg, cpu_note=""):
         logger.info("DEMO: training on generated synthetic images (learnable class patterns), not real data. "
                     "For real training pass --config configs/<recipe>.yaml --data_path DIR")
     logger.info("config: %s", " ".join(f"{k}={v}" for k, v in sorted(cfg.items())))
-    if note:
+    for note in notes:
         logger.warning(note)
     run = setup_run(cfg, rank, group_size)  # bad input fails here, with the run folder untouched
     if run.start_epoch >= cfg.epochs:
