@@ -37,9 +37,11 @@ def network_params(net):
 
 
 def optimizer_params(optimizer, net):
-    """The optimizer's own state (momentum buffers, step counter), not the network weights it updates."""
+    """The optimizer's own state (momentum buffers, step counter), not the network weights it updates nor the
+    learning rates (``learning_rate``, ``learning_rate_group_N``: the schedule, rebuilt from the config)."""
     own = {id(p) for p in net.get_parameters()}
-    return {p.name: p for p in optimizer.get_parameters() if id(p) not in own and p.name != "learning_rate"}
+    return {p.name: p for p in optimizer.get_parameters()
+            if id(p) not in own and not p.name.startswith("learning_rate")}
 
 
 def save(path, params, meta=None):

@@ -93,6 +93,14 @@ OPTIONS = [
            "plain18/34/50; auto picks cifar for 32x32 data sets", choices=("auto", "imagenet", "cifar")),
     Option("plain_variant", "full", "plain networks: full (no shortcut at all) or keep_downsample (the stride-2 "
            "projection blocks keep their shortcut, as in the RD authors' code)", choices=("full", "keep_downsample")),
+    # fine-tuning (README "Fine-tuning")
+    Option("pretrained_ckpt", "", "start from this network's weights (a best.ckpt, a converted torchvision or Hub "
+           "checkpoint; its recorded arch/variant/stem are checked): a classifier of another shape is "
+           "re-initialised; no optimizer state, epoch 0 (unlike resume)", scope="train"),
+    Option("freeze_stages", 0, "freeze the stem and stages 1..k (weights and BatchNorm statistics); 0: none",
+           check=_non_negative, scope="train"),
+    Option("backbone_lr_scale", 1.0, "learning-rate multiplier for every parameter of the trained network but its "
+           "classifier (e.g. 0.1 when fine-tuning)", check=_positive, scope="train"),
     # distillation (procedures kd, fd, rd)
     Option("teacher_arch", "auto", "the frozen teacher's network; auto: resnetN for student plainN", scope="train"),
     Option("teacher_ckpt", "", "trained teacher weights (required for kd, fd and rd)", scope="train"),

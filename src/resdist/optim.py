@@ -33,14 +33,22 @@ def is_no_decay(name, exclude_bn_bias):
     return exclude_bn_bias and name.endswith((".gamma", ".beta", ".bias"))
 
 
-def create_optimizer(params, lrs, momentum=0.9, nesterov=True, weight_decay=5e-4, exclude_bn_bias=False):
-    """SGD over ``params`` ({name: Parameter}) with a per-step learning-rate array."""
+def create_optimizer(params, lrs, momentum=0.9, nesterov=True, weight_decay=5e-4, exclude_bn_bias=False,
+                     scaled=(), lr_scale=1.0):
+    """SGD over ``params`` ({name: Parameter}) with a per-step learning-rate array; the parameters in ``scaled``
+    (their ids) get ``lr_scale`` times it (fine-tuning's backbone)."""
     import mindspore as ms
     from mindspore import nn
 
-    decay = [p for n, p in params.items() if not is_no_decay(n, exclude_bn_bias)]
-    no_decay = [p for n, p in params.items() if is_no_decay(n, exclude_bn_bias)]
-    groups = [{"params": decay, "weight_decay": weight_decay}]
-    if no_decay:
-        groups.append({"params": no_decay, "weight_decay": 0.0})
+    backbone = {n: p for n, p in params.items() if lr_scale != 1.0 and id(p) in scaled}
+    rest = {n: p for n, p in params.items() if n not in backbone}
+    groups = []
+    for members, scale in ((rest, 1.0), (backbone, lr_scale)):
+        for wd, chosen in ((weight_decay, [p for n, p in members.items() if not is_no_decay(n, exclude_bn_bias)]),
+                           (0.0, [p for n, p in members.items() if is_no_decay(n, exclude_bn_bias)])):
+            if chosen:
+                group = {"params": chosen, "weight_decay": wd}
+                if scale != 1.0:
+                    group["lr"] = ms.Tensor((np.asarray(lrs) * scale).astype(np.float32))
+                groups.append(group)
     return nn.SGD(groups, learning_rate=ms.Tensor(lrs), momentum=momentum, nesterov=nesterov and momentum > 0)

@@ -21,6 +21,7 @@ from .data import check_dataset, checked, dataset_num_classes, epoch_iterator, e
 from . import runtime
 from .errors import TrainingError
 from .evaluate import evaluate
+from .finetune import backbone_parameters, freeze_stages, load_pretrained
 from .models import is_model, list_models, model_info, plain_twin, teacher_of
 from .models.dirac import apply_dirac, deployable_params
 from .objectives import WITH_TEACHER, make_objective
@@ -354,6 +355,15 @@ def setup_run(cfg, rank, group_size):
         logger.info("validation: %d images (%s)", val_info["num_samples"], val_info["split"])
 
     net = build_network(cfg, cfg.arch, num_classes)
+    if cfg.pretrained_ckpt and resume_state is None:  # a resume restores everything from its own checkpoint
+        load_pretrained(net, cfg.pretrained_ckpt, cfg.arch, identity(cfg, cfg.arch))
+    try:
+        frozen = freeze_stages(net, cfg.freeze_stages)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if frozen:
+        logger.info("frozen: the stem and stages 1..%d (%d parameters, BatchNorm statistics fixed)",
+                    cfg.freeze_stages, frozen)
     if cfg.dirac:
         apply_dirac(net)
     objective = apply_precision(build_objective(cfg, net, num_classes), cfg.amp_level)
@@ -378,8 +388,12 @@ def setup_run(cfg, rank, group_size):
                     " (not scaled with the workers; lr_scale_with_workers=true scales it)")
     lrs = lr_per_step(base_lr, cfg.lr_schedule, cfg.epochs, steps_per_epoch, cfg.lr_milestones, cfg.lr_gamma,
                       cfg.warmup_epochs)
+    backbone = backbone_parameters(deployable)
     optimizer = create_optimizer(trainable, lrs, cfg.momentum, cfg.nesterov, cfg.weight_decay,
-                                 cfg.wd_exclude_bn_bias)
+                                 cfg.wd_exclude_bn_bias, scaled=backbone, lr_scale=cfg.backbone_lr_scale)
+    if cfg.backbone_lr_scale != 1.0:
+        logger.info("learning rate x %g for the network's %d parameters outside its classifier",
+                    cfg.backbone_lr_scale, len(backbone))
 
     start_epoch, best_acc = 0, -1.0
     if resume_state is not None:
