@@ -603,9 +603,11 @@ def run_job(cfg, cpu_note=""):
         runtime.attach_log_file(os.path.join(cfg.output_dir, "train.log" if rank == 0 else f"train_rank{rank}.log"))
         if removed:
             logger.info("removed unfinished writes of an interrupted run: %s", ", ".join(removed))
-        if rank == 0:
-            with open(os.path.join(cfg.output_dir, "config.yaml"), "w", encoding="utf-8") as f:
+        if rank == 0:  # written aside and renamed: a kill never leaves a half config.yaml for --resume to refuse
+            path = os.path.join(cfg.output_dir, "config.yaml")
+            with open(f"{path}.{os.getpid()}.partial", "w", encoding="utf-8") as f:
                 yaml.safe_dump(dict(cfg), f, sort_keys=True)
+            os.replace(f"{path}.{os.getpid()}.partial", path)
         history = train(run)
     finally:
         if lock:
