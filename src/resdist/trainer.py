@@ -17,7 +17,7 @@ from mindspore import nn, ops
 from . import checkpoint as ckpt_io
 from .build import build_dataset, build_network, identity, write_json
 from .config import RESUME_MAY_CHANGE, ConfigError, options_for
-from .data import check_dataset, checked, dataset_num_classes, epoch_iterator, epoch_seed
+from .data import check_dataset, checked, epoch_iterator, epoch_seed
 from . import runtime
 from .errors import TrainingError
 from .evaluate import evaluate
