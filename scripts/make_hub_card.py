@@ -126,14 +126,14 @@ def check_inputs(args):
     """Everything publishing could trip on, before anything is written: the name, an existing model, the
     checkpoint, and that the eval JSON measured this very checkpoint, as this network, on CIFAR-10."""
     from resdist import checkpoint as ckpt_io
-    from resdist.models import create_model, is_model, list_models
+    from resdist.models import create_model, is_model, list_models, model_info
 
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", args.model_name):
         raise PublishError(f"--model_name {args.model_name!r} must be letters, digits, '_' and '-' (it names "
                            f"files in hub/assets/ and the card)")
     if not is_model(args.arch):
         raise PublishError(f"unknown --arch '{args.arch}'; known: {', '.join(list_models())}")
-    if create_model(args.arch, num_classes=10).residual:
+    if model_info(args.arch).residual:
         raise PublishError(f"--arch {args.arch} has shortcuts; the card publishes a plain student (plainN)")
     existing = [p for p in published_files(args) if os.path.exists(p)]
     if existing and not args.replace:
@@ -141,8 +141,8 @@ def check_inputs(args):
                            f"replace it, or choose another --model_name")
     result = read_eval_json(args.eval_json)
     state = ckpt_io.read(args.ckpt_file, "--ckpt_file")
-    ckpt_io.check_identity(state, "--ckpt_file", args.ckpt_file, ckpt_io.network_identity(args.arch, "full"))
-    ckpt_io.load_network(create_model(args.arch, num_classes=10), state, "--ckpt_file", args.ckpt_file, args.arch)
+    ckpt_io.load_network(create_model(args.arch, num_classes=10), state, "--ckpt_file", args.ckpt_file, args.arch,
+                         ckpt_io.network_identity(args.arch, "full"))  # its record first, then names and shapes
     wrong = [f"{key} {result[key]!r} (expected {want!r})" for key, want in
              (("model_sha256", ckpt_io.file_sha256(args.ckpt_file)), ("arch", args.arch), ("dataset", "cifar10"),
               ("model_kind", "checkpoint")) if result[key] != want]

@@ -37,7 +37,7 @@ def check_exported_fits(model, path, cfg, num_classes):
     from .build import identity
     from .config import ConfigError
     from .data import native_image_size
-    from .models import create_model
+    from .models import model_info
 
     size = native_image_size(cfg.dataset) or cfg.image_size
     if list(model.input_shape[1:]) != [3, size, size]:
@@ -54,7 +54,7 @@ def check_exported_fits(model, path, cfg, num_classes):
             raise ConfigError(f"{path} was exported from {', '.join(f'{k} {r!r}' for k, r, _ in wrong)}, not "
                               f"{', '.join(f'{w!r}' for _, _, w in wrong)} (recorded in the file by export.py); "
                               f"pass {' '.join(f'--{k} {r}' for k, r, _ in wrong)}")
-    elif model.residual is not None and model.residual != create_model(cfg.arch, num_classes=num_classes).residual:
+    elif model.residual is not None and model.residual != model_info(cfg.arch).residual:
         raise ConfigError(f"{path} {'has' if model.residual else 'has no'} shortcut additions, so it is not "
                           f"--arch {cfg.arch} ({'plain' if model.residual else 'residual'}); pass the --arch it "
                           f"was exported from")

@@ -48,10 +48,11 @@ def checkpoint_num_classes(state, path):
 def input_shape(cfg):
     height = cfg.height or native_image_size(cfg.dataset) or cfg.image_size
     shape = (cfg.export_batch_size, 3, height, cfg.width or height)
-    if 4 * int(np.prod(shape, dtype=np.int64)) > MAX_INPUT_BYTES:
+    size = 4 * int(np.prod(shape, dtype=np.int64))  # bytes of float32
+    if size > MAX_INPUT_BYTES:
         raise ConfigError(f"an exported input of shape {list(shape)} (--batch_size x 3 x --height x --width) is "
-                          f"{4 * int(np.prod(shape, dtype=np.int64)) / 2 ** 30:.1f} GiB of float32, above "
-                          f"{MAX_INPUT_BYTES // 2 ** 20} MiB; export a smaller batch or image size")
+                          f"{size / 2 ** 30:.1f} GiB of float32, above {MAX_INPUT_BYTES // 2 ** 20} MiB; export a "
+                          f"smaller batch or image size")
     return shape
 
 

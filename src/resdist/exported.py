@@ -13,7 +13,7 @@ def graph_ops(path):
     """Operator types of an exported MindIR or ONNX file, in graph order (None for ONNX without the onnx
     package: pip install -e ".[onnx]")."""
     if file_format(path) == "mindir":
-        return [node.op_type.split("::")[-1].split(":")[0] for node in _mindir_model(path).graph.node]
+        return _mindir_ops(_mindir_model(path))
     try:
         import onnx
     except ImportError:
@@ -34,7 +34,12 @@ class Exported:
     input_shape: list
     num_classes: int
     record: dict           # export.py's record (arch, plain_variant, stem, ...) without the prefix; {} if none
-    residual: object       # the graph adds tensors (shortcuts; a plain network's export has none); None: unknown
+    ops: list              # operator types in graph order; None where they cannot be read (ONNX without onnx)
+
+    @property
+    def residual(self):
+        """The graph adds tensors (shortcuts; a plain network's export has none); None: unknown."""
+        return None if self.ops is None else "Add" in self.ops
 
 
 def file_format(path):
@@ -68,8 +73,7 @@ def load_exported(path, expected=None):
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:200]
         raise ConfigError(f"exported model {path} cannot be loaded ({reason}); it is corrupt or truncated: export "
                           f"it again") from None
-    run, input_shape, output_shape, record = loaded
-    ops = graph_ops(path)
+    run, input_shape, output_shape, record, ops = loaded
     batch = input_shape[0]
 
     def predict(images):
@@ -82,18 +86,18 @@ def load_exported(path, expected=None):
             out.append(run(padded)[:len(chunk)])
         return np.concatenate(out)
     return Exported(expected, predict, batch, input_shape, int(output_shape[-1]),
-                    {k[len(RECORD_PREFIX):]: v for k, v in record.items() if k.startswith(RECORD_PREFIX)},
-                    None if ops is None else "Add" in ops)
+                    {k[len(RECORD_PREFIX):]: v for k, v in record.items() if k.startswith(RECORD_PREFIX)}, ops)
 
 
 def _load_mindir(path):
     import mindspore as ms
     from mindspore import nn
 
-    _, input_shape, output_shape = mindir_io(path)
+    model = _mindir_model(path)  # parsed once: shapes, record and operators
+    _, input_shape, output_shape = _mindir_io(model)
     graph = nn.GraphCell(ms.load(path))
-    return ((lambda images: graph(ms.Tensor(images)).asnumpy()), input_shape, output_shape,
-            dict(_mindir_model(path).user_info))
+    return ((lambda images: graph(ms.Tensor(images)).asnumpy()), input_shape, output_shape, dict(model.user_info),
+            _mindir_ops(model))
 
 
 def _load_onnx(path):
@@ -104,7 +108,8 @@ def _load_onnx(path):
     session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     return ((lambda images: session.run(None, {name: images})[0]), list(session.get_inputs()[0].shape),
-            list(session.get_outputs()[0].shape), dict(session.get_modelmeta().custom_metadata_map))
+            list(session.get_outputs()[0].shape), dict(session.get_modelmeta().custom_metadata_map),
+            graph_ops(path))
 
 
 def _mindir_model(path):
@@ -118,6 +123,14 @@ def _mindir_model(path):
 
 def mindir_io(path):
     """(input name, input shape, output shape) of an exported MindIR file, read without loading it."""
-    graph = _mindir_model(path).graph
+    return _mindir_io(_mindir_model(path))
+
+
+def _mindir_io(model):
+    graph = model.graph
     return graph.input[0].name, [int(d) for d in graph.input[0].tensor[0].dims], \
         [int(d) for d in graph.output[0].tensor[0].dims]
+
+
+def _mindir_ops(model):
+    return [node.op_type.split("::")[-1].split(":")[0] for node in model.graph.node]
