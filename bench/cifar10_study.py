@@ -3,7 +3,7 @@
 
 Two named studies, each a list of rows trained with one shared budget (a recipe YAML) to which every row adds its
 network, procedure, teacher and seed; validation is the held-out data_batch_5 in both:
-  converged  configs/cifar10_converged.yaml: all 40,000 training images, 30 epochs (9,360 steps)
+  converged  configs/cifar10_converged.yaml: all 40,000 training images, 60 epochs (18,720 steps)
   short      configs/cifar10_study.yaml: a fixed 10,000-image subset, 12 epochs (936 steps); the budget-limited
              record, finished
 
@@ -15,7 +15,9 @@ network, procedure, teacher and seed; validation is the held-out data_batch_5 in
 Resumable and idempotent: a row whose result JSON exists is skipped; a row interrupted part-way continues from
 its run folder's last.ckpt (``train.py --resume auto``); a student waits for its teacher's row. Each finished row
 writes bench/results/<study folder>/<row>.json, the table and plot are regenerated, and --after_row (if given)
-runs on those files, e.g. to commit them. Run folders (checkpoints, logs) stay under --output_dir, outside git.
+runs on those files, e.g. to commit them. Run folders (checkpoints, logs) stay under --output_dir, outside git;
+--snapshot copies an unfinished row's resumable files into the results folder, to be committed and continued on
+another machine (a row can outlast a working session, and the next session may get a fresh machine).
 """
 import argparse
 import fcntl
@@ -23,11 +25,15 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 
+import yaml
+
+import run_snapshot
 from benchutil import save_report
 from plotting import PALETTE, side_by_side
 
@@ -120,16 +126,30 @@ def train_command(row, data_path, run_dir, results_dir, recipe, settings=()):
     return cmd
 
 
-def portable(command, data_path, output_dir, results_dir):
-    """The command as a user would type it: no machine paths (the data and run folders become placeholders, the
-    results folder its place in the repository, also when the runner ran from another checkout)."""
+def placeholders(data_path, output_dir, results_dir):
+    """(machine path, what a user reads instead) pairs, to apply in order: the data and run folders become
+    placeholders, the results folder its place in the repository (also when the runner ran from another
+    checkout), this checkout's root nothing. Longest first, so that a folder inside another keeps its own name."""
     in_repo = [s.results for s in STUDIES.values() if results_dir.endswith(os.sep + s.results)]
-    results = in_repo[0] if in_repo else "RESULTS_DIR"
+    pairs = ((results_dir, in_repo[0] if in_repo else "RESULTS_DIR"), (data_path, "DATA_PATH"),
+             (output_dir, "OUTPUT_DIR"), (ROOT + os.sep, ""))
+    return sorted(pairs, key=lambda pair: -len(pair[0]))
+
+
+def portable(command, data_path, output_dir, results_dir):
+    """The command as a user would type it: no machine paths."""
     out = []
     for arg in command[1:]:
-        arg = arg.replace(results_dir, results).replace(data_path, "DATA_PATH").replace(output_dir, "OUTPUT_DIR")
-        out.append(arg.replace(ROOT + os.sep, ""))
+        for old, new in placeholders(data_path, output_dir, results_dir):
+            arg = arg.replace(old, new)
+        out.append(arg)
     return "python " + " ".join(out)
+
+
+def snapshot_dir(results_dir, row):
+    """Where an unfinished row's resumable files are committed (``--snapshot``), so that a row longer than one
+    working session continues on another machine; removed when the row finishes."""
+    return os.path.join(results_dir, "unfinished", row.name)
 
 
 def row_result(row, run_dir, wall_seconds, command):
@@ -221,11 +241,11 @@ def report(results_dir, study):
     return [os.path.join(results_dir, "table.md"), png]
 
 
-def after_row(command, row, study, files):
-    """Run the user's ``--after_row`` command on a finished row's files (appended as arguments; STUDY and
-    STUDY_ROW in its environment), e.g. scripts/commit_study_row.sh, which commits them. Its failure is reported,
-    not fatal: the next row still runs."""
-    env = {**os.environ, "STUDY": study.name, "STUDY_ROW": row.name}
+def after_row(command, row, study, files, message=""):
+    """Run the user's ``--after_row`` command on a finished row's files (appended as arguments; STUDY, STUDY_ROW
+    and, for a snapshot, STUDY_MESSAGE in its environment), e.g. scripts/commit_study_row.sh, which commits them.
+    Its failure is reported, not fatal: the next row still runs."""
+    env = {**os.environ, "STUDY": study.name, "STUDY_ROW": row.name, **({"STUDY_MESSAGE": message} if message else {})}
     done = subprocess.run(shlex.split(command) + files, cwd=ROOT, env=env)
     if done.returncode != 0:
         print(f"[{row.name}] --after_row command exited {done.returncode}")
@@ -236,6 +256,9 @@ def run_row(row, args):
     if row.teacher and not os.path.isfile(teacher_checkpoint(row.teacher, args.results_dir)):
         print(f"[{row.name}] waiting for its teacher row {row.teacher}")
         return None
+    restored = run_snapshot.restore(snapshot_dir(args.results_dir, row), run_dir)
+    if restored:
+        print(f"[{row.name}] restored {restored} epoch(s) from its committed snapshot", flush=True)
     command = train_command(row, args.data_path, run_dir, args.results_dir, args.recipe, args.settings)
     print(f"[{row.name}] {'resuming' if '--resume' in command else 'starting'}: {' '.join(command[1:])}", flush=True)
     wall_file = os.path.join(run_dir, "study_wall_seconds.json")
@@ -258,14 +281,16 @@ def run_row(row, args):
     result = row_result(row, run_dir, spent, portable(command, args.data_path, args.output_dir, args.results_dir))
     paths = []
     if row.procedure == "teacher":
-        import shutil
-
         paths.append(teacher_checkpoint(row.name, args.results_dir))
         shutil.copyfile(os.path.join(run_dir, "best.ckpt"), paths[-1] + ".partial")
         os.replace(paths[-1] + ".partial", paths[-1])
     path = os.path.join(args.results_dir, f"{row.name}.json")
     save_report(result, path)
     paths.append(path)
+    snapshot = snapshot_dir(args.results_dir, row)
+    if os.path.isdir(snapshot):  # the row is done: its snapshot goes (the hook commits the removal)
+        shutil.rmtree(snapshot)
+        paths.append(snapshot)
     print(f"[{row.name}] final val top-1 {result['final_val_top1']:.2f}%, best {result['best_val_top1']:.2f}% at "
           f"epoch {result['best_epoch']}, {spent / 60:.1f} min")
     return paths
@@ -291,6 +316,10 @@ def parse_args(argv):
                              "scripts/commit_study_row.sh, what scripts/run_cifar10_study.sh --git_commit passes)")
     parser.add_argument("--list", action="store_true", help="print every row's status and exit")
     parser.add_argument("--report", action="store_true", help="regenerate the table and plot, run nothing")
+    parser.add_argument("--snapshot", action="store_true",
+                        help="copy every started, unfinished row's resumable files to RESULTS_DIR/unfinished/ROW "
+                             "(then --after_row on them), so that another machine continues it; safe while the row "
+                             "trains. A later run restores a snapshot that is further along than its run folder")
     args = parser.parse_args(argv)
     args.study = STUDIES[args.study]
     args.recipe = args.recipe or args.study.recipe
@@ -306,7 +335,7 @@ def parse_args(argv):
     if bad:
         parser.error(f"--set takes KEY=VALUE, not {bad[0]!r}")
     args.settings = [tuple(s.split("=", 1)) for s in args.settings]
-    if not (args.list or args.report):
+    if not (args.list or args.report or args.snapshot):
         if not args.data_path:
             parser.error("--data_path is required to run rows (the CIFAR-10 binary folder)")
         if not os.path.isdir(args.data_path):
@@ -356,6 +385,27 @@ def row_status(row, run_dir, result):
     return f"started: {epochs} epoch(s) done, continues from last.ckpt"
 
 
+def save_snapshots(args):
+    """``--snapshot``: each selected row that has epochs in its run folder but no result yet."""
+    saved = 0
+    for row in args.selected:
+        run_dir = os.path.join(args.output_dir, row.name)
+        if os.path.isfile(os.path.join(args.results_dir, f"{row.name}.json")) or not run_snapshot.epochs_done(run_dir):
+            continue
+        with open(os.path.join(run_dir, "config.yaml"), encoding="utf-8") as f:
+            data_path = yaml.safe_load(f).get("data_path") or args.data_path  # the data folder the row trains on
+        dest = snapshot_dir(args.results_dir, row)
+        epochs = run_snapshot.save(run_dir, dest, placeholders(data_path or "\0", args.output_dir, args.results_dir))
+        saved += 1
+        print(f"[{row.name}] snapshot of {epochs} epoch(s) in {dest}")
+        if args.after_row:
+            after_row(args.after_row, row, args.study, [dest], f"CIFAR-10 {args.study.name} study: row {row.name}, "
+                      f"snapshot after {epochs} epoch(s) (to resume on another machine)")
+    if not saved:
+        print(f"no started, unfinished row in {args.output_dir}")
+    return 0
+
+
 def main(argv=None):
     args = parse_args(argv)
     os.makedirs(args.results_dir, exist_ok=True)
@@ -370,6 +420,8 @@ def main(argv=None):
     if args.report:
         report(args.results_dir, args.study)
         return 0
+    if args.snapshot:
+        return save_snapshots(args)
     os.makedirs(args.output_dir, exist_ok=True)
     with open(lock_path(args.output_dir), "w") as lock:
         if not try_lock(lock):

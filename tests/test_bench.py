@@ -31,7 +31,7 @@ def test_committed_bench_reports_name_no_machine_folders():
     results = os.path.join(ROOT, "bench", "results")
     for dirpath, _, names in os.walk(results):
         for name in names:
-            if name.endswith((".json", ".md")):
+            if name.endswith((".json", ".md", ".yaml", ".log")):
                 with open(os.path.join(dirpath, name), encoding="utf-8") as f:
                     text = f.read()
                 for folder in ("/work/", "/home/", "/root/", "/tmp/"):
@@ -164,12 +164,70 @@ def test_study_runner_skips_finished_rows_and_continues_an_interrupted_one(tmp_p
     (results / "plain20_alone.json").unlink()  # as if the runner had died after the row's first epoch
     listed = runner("--list")
     assert "plain20_alone                  started: 1 epoch(s) done, continues from last.ckpt" in listed.stdout
-    resumed = runner("--rows", "plain20_alone", "--set", "epochs=2")
+    # the session ends: the unfinished row is saved for the next machine, and this machine's run folder is lost
+    saved = runner("--snapshot", "--after_row", hook)
+    assert saved.returncode == 0 and "[plain20_alone] snapshot of 1 epoch(s)" in saved.stdout, saved.stderr
+    snapshot = results / "unfinished" / "plain20_alone"
+    assert {p.name for p in snapshot.iterdir()} == {"last.ckpt", "best.ckpt", "metrics.json", "config.yaml",
+                                                    "train.log", "study_wall_seconds.json"}
+    for name in ("config.yaml", "train.log", "metrics.json"):  # committed: no machine folder in them
+        assert str(tmp_path) not in (snapshot / name).read_text(), name
+    assert "OUTPUT_DIR/plain20_alone" in (snapshot / "config.yaml").read_text()
+    assert hook_log.read_text().splitlines()[-1] == f"converged plain20_alone {snapshot}"
+    import shutil
+
+    shutil.rmtree(runs / "plain20_alone")
+    resumed = runner("--rows", "plain20_alone", "--set", "epochs=2", "--after_row", hook)
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
+    assert "[plain20_alone] restored 1 epoch(s) from its committed snapshot" in resumed.stdout
     assert "[plain20_alone] resuming" in resumed.stdout
     row2 = json.loads((results / "plain20_alone.json").read_text())
     assert [e["epoch"] for e in row2["epochs"]] == [1, 2]
     assert row2["epochs"][0] == row["epochs"][0]  # epoch 1 kept, not trained again
+    assert not snapshot.exists()  # finished: the snapshot is gone, and the hook was given it to commit its removal
+    assert str(snapshot) in hook_log.read_text().splitlines()[-1].split()
+
+
+def _fake_run(folder, epochs, stamp=0):
+    import json
+
+    folder.mkdir(parents=True)
+    for name in ("last.ckpt", "best.ckpt"):
+        (folder / name).write_bytes(b"weights %d" % epochs)
+        os.utime(folder / name, ns=(stamp, stamp))
+    (folder / "metrics.json").write_text(json.dumps({"epochs": [{"epoch": e + 1} for e in range(epochs)]}))
+    (folder / "config.yaml").write_text("data_path: /data/cifar\noutput_dir: /runs/row\n")
+
+
+def test_run_snapshot_is_taken_whole_and_restored_only_when_further_along(tmp_path):
+    import run_snapshot
+
+    run, dest = tmp_path / "runs" / "row", tmp_path / "unfinished" / "row"
+    _fake_run(run, 3)
+    assert run_snapshot.save(str(run), str(dest), [("/data/cifar", "DATA_PATH"), ("/runs", "OUTPUT_DIR")]) == 3
+    assert (dest / "config.yaml").read_text() == "data_path: DATA_PATH\noutput_dir: OUTPUT_DIR/row\n"
+    assert (dest / "last.ckpt").read_bytes() == b"weights 3" and not (dest / "train.log").exists()
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["row"]  # no staging folder left
+
+    # metrics.json older than the checkpoints: the copy fell inside an epoch's end; never saved half-way
+    os.utime(run / "metrics.json", ns=(1, 1))
+    os.utime(run / "last.ckpt", ns=(10 ** 18, 10 ** 18))
+    with pytest.raises(RuntimeError, match="kept changing"):
+        run_snapshot.save(str(run), str(dest), attempts=2, wait=0)
+    assert (dest / "last.ckpt").read_bytes() == b"weights 3"  # the earlier snapshot stands
+    with pytest.raises(ValueError, match="no finished epoch"):
+        run_snapshot.save(str(tmp_path / "nothing"), str(tmp_path / "x"))
+
+    behind = tmp_path / "behind"  # this machine's folder is older than the snapshot: replaced, kept aside
+    _fake_run(behind, 1)
+    assert run_snapshot.restore(str(dest), str(behind)) == 3
+    assert (behind / "last.ckpt").read_bytes() == b"weights 3"
+    assert (tmp_path / "behind.superseded" / "last.ckpt").read_bytes() == b"weights 1"
+    ahead = tmp_path / "ahead"  # further along than the snapshot: left as it is
+    _fake_run(ahead, 5)
+    assert run_snapshot.restore(str(dest), str(ahead)) == 0
+    assert (ahead / "last.ckpt").read_bytes() == b"weights 5"
+    assert run_snapshot.restore(str(dest), str(tmp_path / "fresh")) == 3  # a fresh machine
 
 
 def test_commit_study_row_commits_only_the_rows_files(tmp_path):
@@ -191,3 +249,25 @@ def test_commit_study_row_commits_only_the_rows_files(tmp_path):
     assert log.split() == ["CIFAR-10", "converged", "study:", "row", "plain20_rd", "finished", "row.json"]
     status = subprocess.run(git + ["status", "--short"], capture_output=True, text=True).stdout
     assert status.strip() == "A  other.txt"  # still staged, not committed
+
+    # a snapshot folder is committed, then removed when its row finishes: the removal is committed
+    (repo / "unfinished" / "row").mkdir(parents=True)
+    (repo / "unfinished" / "row" / "last.ckpt").write_bytes(b"w")
+    commit = ["bash", os.path.join(ROOT, "scripts", "commit_study_row.sh")]
+    snap = subprocess.run(commit + [str(repo / "unfinished" / "row")], capture_output=True, text=True,
+                          env={**env, "STUDY_MESSAGE": "snapshot of row"})
+    assert snap.returncode == 0, snap.stderr
+    (repo / "unfinished" / "row" / "last.ckpt").unlink()
+    (repo / "unfinished" / "row").rmdir()
+    (repo / "row.json").write_text('{"done": 1}')
+    done = subprocess.run(commit + [str(repo / "row.json"), str(repo / "unfinished" / "row"), str(repo / "never")],
+                          capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    log = subprocess.run(git + ["log", "--format=%s", "--name-status", "-2"], capture_output=True, text=True).stdout
+    assert log.split() == ["CIFAR-10", "converged", "study:", "row", "plain20_rd", "finished", "M", "row.json",
+                           "D", "unfinished/row/last.ckpt", "snapshot", "of", "row", "A", "unfinished/row/last.ckpt"]
+    status = subprocess.run(git + ["status", "--short"], capture_output=True, text=True).stdout
+    assert status.strip() == "A  other.txt"
+    nothing = subprocess.run(commit + [str(repo / "never")], capture_output=True, text=True, env=env)
+    assert nothing.returncode == 0 and "nothing to commit" in nothing.stdout
+    assert subprocess.run(git + ["status", "--short"], capture_output=True, text=True).stdout.strip() == "A  other.txt"
