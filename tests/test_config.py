@@ -32,6 +32,8 @@ def test_unknown_yaml_key_suggests_the_right_one(tmp_path):
     (["--device_target", "TPU"], "device_target='TPU' .* is not one of CPU, GPU, Ascend"),
     (["--nesterov", "maybe"], "not a boolean"),
     (["--epochs", "2.5"], "epochs: '2.5' is not an integer"),
+    (["--crop_scale_min", "0"], r"crop_scale_min=0.0 \(from command line\) must be > 0 and <= 1"),
+    (["--crop_scale_min", "1.5"], "must be > 0 and <= 1"),
 ])
 def test_bad_values_name_the_key(argv, message):
     with pytest.raises(ConfigError, match=message):

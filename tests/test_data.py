@@ -193,6 +193,39 @@ def test_augmentation_differs_between_epochs_for_the_same_image():
         np.testing.assert_array_equal(a, b)
 
 
+def test_flips_and_crop_area_follow_the_settings(tmp_path):
+    """A PNG whose left half is white and whose top quarter has no blue: without flips the white half stays left
+    in every draw; with them some draws are mirrored. A crop of the whole area (crop_scale_min 1) keeps the top
+    rows in every draw; ImageNet's 0.08 often crops them away."""
+    from PIL import Image
+
+    from resdist.data import epoch_iterator
+
+    img = np.zeros((32, 32, 3), np.uint8)
+    img[:, :16] = 255
+    img[:8, :, 2] = 0
+    for c in "ab":
+        (tmp_path / "train" / c).mkdir(parents=True)
+        Image.fromarray(img).save(tmp_path / "train" / c / "x.png")
+
+    def draws(**augment):
+        train, _ = create_dataset("imagefolder", str(tmp_path), "train", 1, val_split="none", image_size=32,
+                                  **augment)
+        return [b[0][0] for e in range(8) for b in epoch_iterator(train, 1, e, output_numpy=True)]
+
+    def white_left(d):
+        return d[0, :, :16].mean() > d[0, :, 16:].mean()
+
+    def blueless_top(d):  # blue: 0 in the top row, half the bottom row white (about 2.2 after normalisation)
+        return d[2, 0].mean() < d[2, -1].mean() - 1.0
+
+    kept = draws(hflip=False, crop_scale_min=1.0)
+    assert all(white_left(d) for d in kept) and all(blueless_top(d) for d in kept)
+    flipped = draws(hflip=True, crop_scale_min=1.0)
+    assert 0 < sum(white_left(d) for d in flipped) < len(flipped)
+    assert sum(blueless_top(d) for d in draws(hflip=False)) < len(kept)
+
+
 def test_the_same_seed_reproduces_every_epoch():
     for epoch in (0, 1):
         a, b = _epoch_batches(7, epoch), _epoch_batches(7, epoch)

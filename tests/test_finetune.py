@@ -46,6 +46,18 @@ def test_fine_tuning_with_a_new_classifier_and_every_stage_frozen(pretrained, tm
     assert "frozen: the stem and stages 1..3" in log
 
 
+def test_new_classifier_starts_afresh_with_as_many_classes(pretrained, tmp_path):
+    """10 classes here and in the checkpoint: kept by default (the other tests), new with new_classifier. With a
+    learning rate of 1e-9 the trained classifier is still its initial one, far from the pretrained weights."""
+    out = tmp_path / "newfc"
+    assert train_script.main(TINY + ["--arch", "resnet20", "--pretrained_ckpt", pretrained["resnet20"],
+                                     "--new_classifier", "true", "--lr", "1e-9", "--output_dir", str(out)]) == 0
+    before, after = _arrays(pretrained["resnet20"]), _arrays(str(out / "best.ckpt"))
+    assert not np.allclose(after["fc.weight"], before["fc.weight"], atol=1e-3)
+    assert np.allclose(after["stages.2.2.conv2.weight"], before["stages.2.2.conv2.weight"], atol=1e-6)
+    assert "classifier re-initialised (new_classifier=true)" in (out / "train.log").read_text()
+
+
 def test_freezing_one_stage_keeps_it_and_trains_the_rest(pretrained, tmp_path):
     out = tmp_path / "ft1"
     assert train_script.main(TINY + ["--arch", "resnet20", "--pretrained_ckpt", pretrained["resnet20"],

@@ -39,7 +39,7 @@ def build_dataset(cfg, split, rank=0, group_size=1, batch_size=None):
         image_size=cfg.image_size, num_parallel_workers=cfg.num_parallel_workers, rank=rank,
         group_size=group_size, synthetic_train_size=cfg.synthetic_train_size,
         synthetic_val_size=cfg.synthetic_val_size, num_classes=cfg.num_classes or 10,
-        train_subset=cfg.train_subset)
+        train_subset=cfg.train_subset, hflip=cfg.get("hflip", True), crop_scale_min=cfg.get("crop_scale_min", 0.08))
 
 
 def write_json(path, obj):

@@ -45,6 +45,10 @@ def _non_negative(v):
     return None if v >= 0 else "must be >= 0"
 
 
+def _fraction(v):
+    return None if 0 < v <= 1 else "must be > 0 and <= 1"
+
+
 @dataclass(frozen=True)
 class Option:
     name: str
@@ -97,6 +101,8 @@ OPTIONS = [
     Option("pretrained_ckpt", "", "start from this network's weights (a best.ckpt, a converted torchvision or Hub "
            "checkpoint; its recorded arch/variant/stem are checked): a classifier of another shape is "
            "re-initialised; no optimizer state, epoch 0 (unlike resume)", scope="train"),
+    Option("new_classifier", False, "with pretrained_ckpt: start the classifier afresh even when it has the "
+           "checkpoint's number of classes (a new task with as many classes)", scope="train"),
     Option("freeze_stages", 0, "freeze the stem and stages 1..k (weights and BatchNorm statistics); 0: none",
            check=_non_negative, scope="train"),
     Option("backbone_lr_scale", 1.0, "learning-rate multiplier for every parameter of the trained network but its "
@@ -127,6 +133,11 @@ OPTIONS = [
            scope="train,eval,export"),
     Option("num_classes", 0, "number of classes; 0 takes it from the data set", check=_non_negative),
     Option("image_size", 224, "input size for image folders (CIFAR and synthetic are 32)", check=_positive),
+    Option("hflip", True, "training augmentation: random horizontal flips; false for data whose class a mirror "
+           "image changes (digits, text)", scope="train"),
+    Option("crop_scale_min", 0.08, "image folders' training crop: a random part of at least this fraction of the "
+           "image's area, resized to image_size (0.08 as for ImageNet; larger for small or centred objects)",
+           check=_fraction, scope="train"),
     Option("batch_size", 128, "images per step per device", check=_positive, scope="train,eval"),
     Option("num_parallel_workers", 2, "dataset engine workers for decoding and augmentation", check=_positive,
            scope="train,eval"),

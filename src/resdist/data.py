@@ -294,16 +294,17 @@ def describe_split(name, split, val_split):
 
 # --------------------------------------------------------------------------------------------------------------
 
-def _transforms(name, train, image_size):
+def _transforms(name, train, image_size, hflip=True, crop_scale_min=0.08):
     import mindspore.dataset.vision as vision
 
+    flip = [vision.RandomHorizontalFlip()] if hflip else []
     if native_image_size(name):  # 32x32 arrays already decoded
         mean, std = CIFAR_MEAN, CIFAR_STD
-        ops = [vision.RandomCrop(32, padding=4), vision.RandomHorizontalFlip()] if train else []
+        ops = [vision.RandomCrop(32, padding=4)] + flip if train else []
     else:
         mean, std = IMAGENET_MEAN, IMAGENET_STD
         if train:
-            ops = [vision.RandomCropDecodeResize(image_size), vision.RandomHorizontalFlip()]
+            ops = [vision.RandomCropDecodeResize(image_size, scale=(crop_scale_min, 1.0))] + flip
         else:  # resize 256 / centre crop 224 for ImageNet, the same ratio at other sizes
             ops = [vision.Decode(), vision.Resize(int(round(image_size / 0.875))), vision.CenterCrop(image_size)]
     return ops + [vision.Normalize([255 * m for m in mean], [255 * s for s in std]), vision.HWC2CHW()]
@@ -311,11 +312,13 @@ def _transforms(name, train, image_size):
 
 def create_dataset(name, data_path, split, batch_size, *, val_split="auto", image_size=224,
                    num_parallel_workers=2, rank=0, group_size=1, synthetic_train_size=2560,
-                   synthetic_val_size=512, num_classes=10, drop_remainder=None, train_subset=0, calib_size=0):
+                   synthetic_val_size=512, num_classes=10, drop_remainder=None, train_subset=0, calib_size=0,
+                   hflip=True, crop_scale_min=0.08):
     """Build a batched pipeline. Returns (dataset, info) with info keys num_classes, num_samples, split.
 
-    ``split`` is train (augmented, reshuffled each epoch), val, or calib: ``calib_size`` images of the training
-    split, the same ones whatever the seed, with the evaluation transform (for INT8 calibration)."""
+    ``split`` is train (augmented, reshuffled each epoch; ``hflip`` and ``crop_scale_min`` shape the augmentation),
+    val, or calib: ``calib_size`` images of the training split, the same ones whatever the seed, with the
+    evaluation transform (for INT8 calibration)."""
     import mindspore as ms
     import mindspore.dataset as ds
     import mindspore.dataset.transforms as T
@@ -358,7 +361,7 @@ def create_dataset(name, data_path, split, batch_size, *, val_split="auto", imag
         raise DatasetError(f"{name}: {num_samples} training images per rank is fewer than batch_size={batch_size}")
 
     data = make(sampler)
-    data = data.map(_transforms(name, train, image_size), input_columns="image",
+    data = data.map(_transforms(name, train, image_size, hflip, crop_scale_min), input_columns="image",
                     num_parallel_workers=num_parallel_workers)
     data = data.map(T.TypeCast(ms.int32), input_columns="label", num_parallel_workers=num_parallel_workers)
     data = data.batch(batch_size, drop_remainder=train if drop_remainder is None else drop_remainder)

@@ -12,20 +12,23 @@ logger = logging.getLogger("resdist")
 CLASSIFIER = ("fc.weight", "fc.bias")
 
 
-def load_pretrained(net, path, arch, expected):
+def load_pretrained(net, path, arch, expected, new_classifier=False):
     """Copy a pretrained checkpoint's weights into ``net`` (its recorded arch/variant/stem checked against
-    ``expected``). A classifier of another shape (another number of classes) keeps ``net``'s fresh one and the
-    log says so; every other missing or mis-shaped parameter is an error naming them."""
+    ``expected``). A classifier of another shape (another number of classes), or any with ``new_classifier``
+    (another task with as many classes), keeps ``net``'s fresh one and the log says so; every other missing or
+    mis-shaped parameter is an error naming them."""
     state = ckpt_io.read(path, "pretrained checkpoint")
     fresh = dict(net.parameters_and_names())
     other = [n for n in CLASSIFIER if n in state and hasattr(state[n], "shape")
              and tuple(state[n].shape) != tuple(fresh[n].shape)]
-    if other:
-        logger.info("pretrained %s: classifier re-initialised (%d classes in the checkpoint, %d here)", path,
-                    state["fc.bias"].shape[0], fresh["fc.bias"].shape[0])
+    if other or new_classifier:
+        why = f"{state['fc.bias'].shape[0]} classes in the checkpoint, {fresh['fc.bias'].shape[0]} here" if other \
+            else "new_classifier=true"
+        logger.info("pretrained %s: classifier re-initialised (%s)", path, why)
         state = {**state, **{n: fresh[n].value() for n in CLASSIFIER}}
     ckpt_io.load_network(net, state, "pretrained checkpoint", path, arch, expected)
-    logger.info("pretrained %s: %d parameters loaded", path, len(fresh) - (len(CLASSIFIER) if other else 0))
+    logger.info("pretrained %s: %d parameters loaded", path,
+                len(fresh) - (len(CLASSIFIER) if other or new_classifier else 0))
 
 
 def freeze_stages(net, k):

@@ -356,7 +356,7 @@ def setup_run(cfg, rank, group_size):
 
     net = build_network(cfg, cfg.arch, num_classes)
     if cfg.pretrained_ckpt and resume_state is None:  # a resume restores everything from its own checkpoint
-        load_pretrained(net, cfg.pretrained_ckpt, cfg.arch, identity(cfg, cfg.arch))
+        load_pretrained(net, cfg.pretrained_ckpt, cfg.arch, identity(cfg, cfg.arch), cfg.new_classifier)
     try:
         frozen = freeze_stages(net, cfg.freeze_stages)
     except ValueError as exc:
