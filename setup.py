@@ -29,5 +29,7 @@ setup(
         # (tested with onnx 1.23.2, onnxruntime 1.32.0)
         "quant": ["onnxruntime>=1.16", "onnx>=1.14"],
         "test": ["pytest>=7", "onnxruntime>=1.16", "onnx>=1.14"],
+        # bench/transfer.py's downstream task: the handwritten digits bundled with scikit-learn (tested with 1.9.1)
+        "transfer": ["scikit-learn>=1.0"],
     },
 )

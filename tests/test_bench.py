@@ -2,6 +2,7 @@
 import os
 import sys
 
+import numpy as np
 import pytest
 
 from conftest import ROOT
@@ -271,3 +272,54 @@ def test_commit_study_row_commits_only_the_rows_files(tmp_path):
     nothing = subprocess.run(commit + [str(repo / "never")], capture_output=True, text=True, env=env)
     assert nothing.returncode == 0 and "nothing to commit" in nothing.stdout
     assert subprocess.run(git + ["status", "--short"], capture_output=True, text=True).stdout.strip() == "A  other.txt"
+
+
+def test_transfer_bench_writes_the_digits_folder_and_runs_resumable_arms(tmp_path, monkeypatch):
+    """bench/transfer.py on digits the test makes (the real ones come with scikit-learn, not a test dependency):
+    the image folder's split, one real 1-epoch arm from a pretrained checkpoint, the report, and a second call
+    that skips the finished arm."""
+    import json
+
+    from PIL import Image
+
+    import transfer
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(10), 12)
+    images = rng.integers(0, 17, size=(len(labels), 8, 8)).astype(np.float64)
+    root = transfer.write_digits_folder(images, labels, str(tmp_path / "digits"), train_per_class=8)
+    for split, per_class in (("train", 8), ("val", 4)):
+        counts = [len(os.listdir(tmp_path / "digits" / split / str(d))) for d in range(10)]
+        assert counts == [per_class] * 10, split
+    first = sorted(os.listdir(tmp_path / "digits" / "train" / "0"))[0]
+    with Image.open(tmp_path / "digits" / "train" / "0" / first) as png:
+        assert png.size == (32, 32) and png.mode == "RGB"
+    assert transfer.write_digits_folder(images, labels, root) == root  # reused, not rewritten
+    with pytest.raises(SystemExit, match="digit 0 has 12 images, not more than 12"):
+        transfer.write_digits_folder(images, labels, str(tmp_path / "other"), train_per_class=12)
+    assert not (tmp_path / "other").exists()
+
+    import subprocess
+
+    pre = tmp_path / "pre"
+    done = subprocess.run([sys.executable, "train.py", "--arch", "plain20", "--procedure", "plain", "--epochs", "1",
+                           "--synthetic_train_size", "64", "--synthetic_val_size", "32", "--batch_size", "32",
+                           "--output_dir", str(pre)], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    monkeypatch.setattr(transfer, "digits_arrays", lambda: (images, labels))
+    monkeypatch.setattr(transfer, "write_digits_folder",
+                        lambda imgs, labs, where, per_class: root)  # the folder made above
+    report = tmp_path / "transfer.json"
+    argv = ["--work_dir", str(tmp_path / "work"), "--arm", f"p=plain20:{pre / 'best.ckpt'}", "--set", "epochs=1",
+            "--set", "batch_size=16", "--output", str(report)]
+    assert transfer.main(argv) == 0
+    arm = json.loads(report.read_text())["arms"][0]
+    assert arm["arm"] == "p" and arm["start"].endswith("best.ckpt") and len(arm["val_top1_per_epoch"]) == 1
+    log = (tmp_path / "work" / "per_class_100" / "runs" / "p" / "train.log").read_text()
+    assert "classifier re-initialised (new_classifier=true)" in log
+    assert "| p | plain20 |" in (tmp_path / "transfer.md").read_text()
+    before = log
+    assert transfer.main(argv) == 0  # finished: skipped, not trained again
+    assert (tmp_path / "work" / "per_class_100" / "runs" / "p" / "train.log").read_text() == before
+    with pytest.raises(SystemExit):
+        transfer.main(["--work_dir", str(tmp_path), "--arm", "q=plain20:missing.ckpt"])
