@@ -188,6 +188,12 @@ def test_resuming_from_a_missing_checkpoint_makes_no_new_folder(tmp_path, capsys
     assert train_script.main(TINY + ["--epochs", "2", "--resume", str(missing), "--output_dir", str(new)]) == 2
     assert f"resume checkpoint {missing} does not exist" in capsys.readouterr().err
     assert not new.exists()
+    # --resume auto in a folder with nothing to continue: one message (no warning about settings first)
+    assert train_script.main(TINY + ["--resume", "auto", "--output_dir", str(new)]) == 2
+    err = capsys.readouterr().err
+    assert f"resume checkpoint {new / 'last.ckpt'} does not exist; to start a new run there, leave out --resume" \
+        in err and "config.yaml" not in err
+    assert not new.exists()
 
 
 def test_unfinished_writes_are_removed_on_resume_and_never_read(one_epoch_run, tmp_path, capsys):

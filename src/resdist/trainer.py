@@ -74,6 +74,10 @@ def check_resume_config(cfg):
     must equal the value in the config.yaml beside the resumed checkpoint. Returns a note for the log."""
     import yaml
 
+    if not os.path.isfile(cfg.resume):  # before comparing settings, so that this is the one message
+        fresh = os.path.abspath(cfg.resume) == os.path.abspath(os.path.join(cfg.output_dir, "last.ckpt"))
+        raise ckpt_io.CheckpointError(f"resume checkpoint {cfg.resume} does not exist"
+                                      + ("; to start a new run there, leave out --resume" if fresh else ""))
     path = os.path.join(os.path.dirname(os.path.abspath(cfg.resume)), "config.yaml")
     if not os.path.isfile(path):
         return (f"no config.yaml beside {cfg.resume}: the settings could not be compared with the run's own "
