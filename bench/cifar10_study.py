@@ -370,19 +370,16 @@ def runner_active(output_dir):
     return False
 
 
-def row_status(row, run_dir, result):
+def row_status(row, run_dir, result, snapshot):
     if result is not None:
         return f"done: final {result['final_val_top1']:.2f}%, best {result['best_val_top1']:.2f}% at epoch " \
                f"{result['best_epoch']}"
+    here, saved = run_snapshot.epochs_done(run_dir), run_snapshot.epochs_done(snapshot)
+    if saved > here:
+        return f"started: {saved} epoch(s) in its committed snapshot, continues from it"
     if not os.path.isfile(os.path.join(run_dir, "last.ckpt")):
         return "to do"
-    epochs = 0
-    try:
-        with open(os.path.join(run_dir, "metrics.json"), encoding="utf-8") as f:
-            epochs = len(json.load(f)["epochs"])
-    except (OSError, ValueError, KeyError):
-        pass
-    return f"started: {epochs} epoch(s) done, continues from last.ckpt"
+    return f"started: {here} epoch(s) done, continues from last.ckpt"
 
 
 def save_snapshots(args):
@@ -415,7 +412,9 @@ def main(argv=None):
         print(f"run folders in {args.output_dir}: "
               + ("a runner is working there now" if active else "no runner active"))
         for row in args.study.rows:
-            print(f"{row.name:30s} {row_status(row, os.path.join(args.output_dir, row.name), done.get(row.name))}")
+            status = row_status(row, os.path.join(args.output_dir, row.name), done.get(row.name),
+                                snapshot_dir(args.results_dir, row))
+            print(f"{row.name:30s} {status}")
         return 0
     if args.report:
         report(args.results_dir, args.study)

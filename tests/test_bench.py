@@ -178,6 +178,8 @@ def test_study_runner_skips_finished_rows_and_continues_an_interrupted_one(tmp_p
     import shutil
 
     shutil.rmtree(runs / "plain20_alone")
+    assert "plain20_alone                  started: 1 epoch(s) in its committed snapshot, continues from it" in \
+        runner("--list").stdout
     resumed = runner("--rows", "plain20_alone", "--set", "epochs=2", "--after_row", hook)
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
     assert "[plain20_alone] restored 1 epoch(s) from its committed snapshot" in resumed.stdout
