@@ -158,8 +158,14 @@ def main(argv=None):
     if bad:
         parser.error(f"--set takes KEY=VALUE, not {bad[0]!r}")
     settings = [tuple(s.split("=", 1)) for s in args.settings]
+    if args.train_per_class < 1:
+        parser.error("--train_per_class must be at least 1")
     arms = args.arms or list(DEFAULT_ARMS)
-    for name, _, ckpt in arms:
+    from resdist.models import is_model
+
+    for name, arch, ckpt in arms:
+        if not is_model(arch):
+            parser.error(f"arm {name}: unknown network {arch!r} (python train.py --list_models)")
         if ckpt and not os.path.isfile(os.path.join(ROOT, ckpt) if not os.path.isabs(ckpt) else ckpt):
             parser.error(f"arm {name}: checkpoint {ckpt} does not exist")
     if len({name for name, _, _ in arms}) != len(arms):

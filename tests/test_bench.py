@@ -323,5 +323,8 @@ def test_transfer_bench_writes_the_digits_folder_and_runs_resumable_arms(tmp_pat
     before = log
     assert transfer.main(argv) == 0  # finished: skipped, not trained again
     assert (tmp_path / "work" / "per_class_100" / "runs" / "p" / "train.log").read_text() == before
-    with pytest.raises(SystemExit):
-        transfer.main(["--work_dir", str(tmp_path), "--arm", "q=plain20:missing.ckpt"])
+    for bad in (["--arm", "q=plain20:missing.ckpt"], ["--arm", "q=plain21"], ["--train_per_class", "0"]):
+        with pytest.raises(SystemExit) as exc:
+            transfer.main(["--work_dir", str(tmp_path / "refused")] + bad)
+        assert exc.value.code == 2, bad
+    assert not (tmp_path / "refused").exists()
