@@ -24,3 +24,11 @@ def save_report(report, path):
         json.dump(report, f, indent=2)
     os.replace(path + ".partial", path)
     print(f"written to {path}")
+
+
+def key_values(parser, items):
+    """A benchmark's repeated ``--set KEY=VALUE`` as (key, value) pairs; anything else is a usage error."""
+    bad = [s for s in items if "=" not in s]
+    if bad:
+        parser.error(f"--set takes KEY=VALUE, not {bad[0]!r}")
+    return [tuple(s.split("=", 1)) for s in items]

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 import yaml
 
 import run_snapshot
-from benchutil import save_report
+from benchutil import key_values, save_report
 from plotting import PALETTE, side_by_side
 
 from resdist.checkpoint import file_sha256  # imports no MindSpore
@@ -331,10 +331,7 @@ def parse_args(argv):
         parser.error(f"unknown row(s) {', '.join(unknown)} in the {args.study.name} study; its rows: "
                      f"{', '.join(args.study.names)}")
     args.selected = [args.study.row(n) for n in names] or list(args.study.rows)
-    bad = [s for s in args.settings if "=" not in s]
-    if bad:
-        parser.error(f"--set takes KEY=VALUE, not {bad[0]!r}")
-    args.settings = [tuple(s.split("=", 1)) for s in args.settings]
+    args.settings = key_values(parser, args.settings)
     if not (args.list or args.report or args.snapshot):
         if not args.data_path:
             parser.error("--data_path is required to run rows (the CIFAR-10 binary folder)")

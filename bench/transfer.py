@@ -4,8 +4,8 @@ from scratch with the same budget, and a ResNet fine-tuned the same way and from
 
 The task: scikit-learn's bundled handwritten digits (1,797 8x8 grey images, 10 classes; ``pip install -e
 ".[transfer]"``), written once as a 32x32 PNG image folder: 100 training images a class (--train_per_class), the
-other 797 in val/ (held out, never trained on). Every arm trains with configs/digits_finetune.yaml; an arm is a network and the
-checkpoint it starts from (none: from scratch).
+other 797 in val/ (held out, never trained on). Every arm trains with configs/digits_finetune.yaml; an arm is a
+network and the checkpoint it starts from (none: from scratch).
 
     python bench/transfer.py --work_dir /tmp/transfer                 # the default arms, resumable
     python bench/transfer.py --work_dir DIR --arm mine=plain20:runs/x/best.ckpt --arm plain20_scratch=plain20
@@ -25,7 +25,7 @@ import time
 import numpy as np
 import yaml
 
-from benchutil import ROOT, portable_command, save_report
+from benchutil import ROOT, key_values, portable_command, save_report
 from run_snapshot import epochs_done
 
 RECIPE = os.path.join("configs", "digits_finetune.yaml")
@@ -45,7 +45,7 @@ def digits_arrays():
     try:
         from sklearn.datasets import load_digits
     except ImportError:
-        raise SystemExit("error: the digits come with scikit-learn: pip install scikit-learn") from None
+        raise SystemExit('error: the digits come with scikit-learn: pip install -e ".[transfer]"') from None
     digits = load_digits()
     return digits.images, digits.target
 
@@ -154,10 +154,7 @@ def main(argv=None):
                         help="the report (JSON; a .md table beside it); default "
                              "bench/results/transfer_digits[_N].json (N: --train_per_class if not the default)")
     args = parser.parse_args(argv)
-    bad = [s for s in args.settings if "=" not in s]
-    if bad:
-        parser.error(f"--set takes KEY=VALUE, not {bad[0]!r}")
-    settings = [tuple(s.split("=", 1)) for s in args.settings]
+    settings = key_values(parser, args.settings)
     if args.train_per_class < 1:
         parser.error("--train_per_class must be at least 1")
     arms = args.arms or list(DEFAULT_ARMS)

@@ -39,7 +39,9 @@ def build_dataset(cfg, split, rank=0, group_size=1, batch_size=None):
         image_size=cfg.image_size, num_parallel_workers=cfg.num_parallel_workers, rank=rank,
         group_size=group_size, synthetic_train_size=cfg.synthetic_train_size,
         synthetic_val_size=cfg.synthetic_val_size, num_classes=cfg.num_classes or 10,
-        train_subset=cfg.train_subset, hflip=cfg.get("hflip", True), crop_scale_min=cfg.get("crop_scale_min", 0.08))
+        train_subset=cfg.train_subset,
+        # training-only keys (an eval config has none): create_dataset's defaults are the options' defaults
+        **{key: cfg[key] for key in ("hflip", "crop_scale_min") if key in cfg})
 
 
 def write_json(path, obj):
