@@ -304,7 +304,7 @@ def test_transfer_bench_writes_the_digits_folder_and_runs_resumable_arms(tmp_pat
     import subprocess
 
     pre = tmp_path / "pre"
-    done = subprocess.run([sys.executable, "train.py", "--arch", "plain20", "--procedure", "plain", "--epochs", "1",
+    done = subprocess.run([sys.executable, "train.py", "--arch", "plain8", "--procedure", "plain", "--epochs", "1",
                            "--synthetic_train_size", "64", "--synthetic_val_size", "32", "--batch_size", "32",
                            "--output_dir", str(pre)], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -312,18 +312,18 @@ def test_transfer_bench_writes_the_digits_folder_and_runs_resumable_arms(tmp_pat
     monkeypatch.setattr(transfer, "write_digits_folder",
                         lambda imgs, labs, where, per_class: root)  # the folder made above
     report = tmp_path / "transfer.json"
-    argv = ["--work_dir", str(tmp_path / "work"), "--arm", f"p=plain20:{pre / 'best.ckpt'}", "--set", "epochs=1",
+    argv = ["--work_dir", str(tmp_path / "work"), "--arm", f"p=plain8:{pre / 'best.ckpt'}", "--set", "epochs=1",
             "--set", "batch_size=16", "--output", str(report)]
     assert transfer.main(argv) == 0
     arm = json.loads(report.read_text())["arms"][0]
     assert arm["arm"] == "p" and arm["start"].endswith("best.ckpt") and len(arm["val_top1_per_epoch"]) == 1
     log = (tmp_path / "work" / "per_class_100" / "runs" / "p" / "train.log").read_text()
     assert "classifier re-initialised (new_classifier=true)" in log
-    assert "| p | plain20 |" in (tmp_path / "transfer.md").read_text()
+    assert "| p | plain8 |" in (tmp_path / "transfer.md").read_text()
     before = log
     assert transfer.main(argv) == 0  # finished: skipped, not trained again
     assert (tmp_path / "work" / "per_class_100" / "runs" / "p" / "train.log").read_text() == before
-    for bad in (["--arm", "q=plain20:missing.ckpt"], ["--arm", "q=plain21"], ["--train_per_class", "0"]):
+    for bad in (["--arm", "q=plain8:missing.ckpt"], ["--arm", "q=plain21"], ["--train_per_class", "0"]):
         with pytest.raises(SystemExit) as exc:
             transfer.main(["--work_dir", str(tmp_path / "refused")] + bad)
         assert exc.value.code == 2, bad

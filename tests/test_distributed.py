@@ -33,11 +33,11 @@ def _launch(*args, timeout=600):
 def recipe(tmp_path_factory):
     folder = tmp_path_factory.mktemp("dist")
     path = folder / "tiny.yaml"
-    path.write_text("arch: plain20\nprocedure: rd\nsynthetic_train_size: 128\nsynthetic_val_size: 32\n"
+    path.write_text("arch: plain8\nprocedure: rd\nsynthetic_train_size: 128\nsynthetic_val_size: 32\n"
                     "batch_size: 16\nepochs: 2\nlog_interval: 2\nkeep_checkpoint_max: 1\n")
     teacher = str(folder / "teacher.ckpt")
-    ckpt_io.save(teacher, ckpt_io.network_params(create_model("resnet20", num_classes=10)),
-                 ckpt_io.network_identity("resnet20"))
+    ckpt_io.save(teacher, ckpt_io.network_params(create_model("resnet8", num_classes=10)),
+                 ckpt_io.network_identity("resnet8"))
     return str(path), teacher
 
 
@@ -157,7 +157,7 @@ def test_two_workers_equal_one_process_on_the_global_batch(tmp_path):
 
 def test_a_killed_worker_ends_the_job_within_the_time_out(recipe, tmp_path):
     long = tmp_path / "long.yaml"
-    long.write_text("arch: resnet20\nprocedure: teacher\nsynthetic_train_size: 256\nsynthetic_val_size: 32\n"
+    long.write_text("arch: resnet8\nprocedure: teacher\nsynthetic_train_size: 256\nsynthetic_val_size: 32\n"
                     "batch_size: 16\nepochs: 200\nlog_interval: 1\n")
     out = tmp_path / "run"
     job = subprocess.Popen(["bash", SCRIPT, "--worker_num", "2", "--master_port", str(_free_port()),

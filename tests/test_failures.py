@@ -13,7 +13,7 @@ import train as train_script
 from conftest import ROOT
 from resdist import checkpoint as ckpt_io
 
-TINY = ["--arch", "resnet20", "--synthetic_train_size", "128", "--synthetic_val_size", "32", "--batch_size", "32",
+TINY = ["--arch", "resnet8", "--synthetic_train_size", "128", "--synthetic_val_size", "32", "--batch_size", "32",
         "--log_interval", "2", "--lr", "0.05", "--keep_checkpoint_max", "0"]
 
 
@@ -65,39 +65,39 @@ def test_divergence_later_keeps_the_last_good_checkpoint(tmp_path, capsys):
 # --- checkpoints of another network -------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def keep_downsample_plain20(tmp_path_factory):
-    """A plain20 (keep_downsample) checkpoint: exactly the parameter names and shapes of a resnet20."""
+def keep_downsample_plain8(tmp_path_factory):
+    """A plain8 (keep_downsample) checkpoint: exactly the parameter names and shapes of a resnet8."""
     from resdist.models import create_model
 
-    path = str(tmp_path_factory.mktemp("kd") / "plain20_kd.ckpt")
-    net = create_model("plain20", num_classes=10, plain_variant="keep_downsample")
-    ckpt_io.save(path, ckpt_io.network_params(net), ckpt_io.network_identity("plain20", "keep_downsample"))
-    assert set(ckpt_io.network_params(net)) == set(ckpt_io.network_params(create_model("resnet20", num_classes=10)))
+    path = str(tmp_path_factory.mktemp("kd") / "plain8_kd.ckpt")
+    net = create_model("plain8", num_classes=10, plain_variant="keep_downsample")
+    ckpt_io.save(path, ckpt_io.network_params(net), ckpt_io.network_identity("plain8", "keep_downsample"))
+    assert set(ckpt_io.network_params(net)) == set(ckpt_io.network_params(create_model("resnet8", num_classes=10)))
     return path
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["--arch", "resnet20"], "was saved from arch 'plain20', not 'resnet20'"),
-    (["--arch", "plain20", "--plain_variant", "full"], "was saved from plain_variant 'keep_downsample', not 'full'"),
+    (["--arch", "resnet8"], "was saved from arch 'plain8', not 'resnet8'"),
+    (["--arch", "plain8", "--plain_variant", "full"], "was saved from plain_variant 'keep_downsample', not 'full'"),
 ])
-def test_eval_refuses_a_checkpoint_recorded_as_another_network(keep_downsample_plain20, tmp_path, capsys, argv,
+def test_eval_refuses_a_checkpoint_recorded_as_another_network(keep_downsample_plain8, tmp_path, capsys, argv,
                                                                message):
     out = tmp_path / "eval.json"
-    assert eval_script.main(argv + ["--ckpt_file", keep_downsample_plain20, "--synthetic_val_size", "32",
+    assert eval_script.main(argv + ["--ckpt_file", keep_downsample_plain8, "--synthetic_val_size", "32",
                                     "--output_json", str(out)]) == 2
     assert message in capsys.readouterr().err and not out.exists()
 
 
-def test_rd_refuses_a_plain_network_as_teacher(keep_downsample_plain20, tmp_path, capsys):
+def test_rd_refuses_a_plain_network_as_teacher(keep_downsample_plain8, tmp_path, capsys):
     out = tmp_path / "never"
-    assert train_script.main(["--arch", "plain20", "--procedure", "rd", "--teacher_ckpt", keep_downsample_plain20,
+    assert train_script.main(["--arch", "plain8", "--procedure", "rd", "--teacher_ckpt", keep_downsample_plain8,
                               "--output_dir", str(out)]) == 2
     assert "teacher checkpoint" in capsys.readouterr().err and not out.exists()
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["--arch", "resnet32"], "arch 'resnet20' -> 'resnet32'"),
-    (["--arch", "plain20", "--procedure", "plain"], "arch 'resnet20' -> 'plain20'; procedure 'teacher' -> 'plain'"),
+    (["--arch", "resnet20"], "arch 'resnet8' -> 'resnet20'"),
+    (["--arch", "plain8", "--procedure", "plain"], "arch 'resnet8' -> 'plain8'; procedure 'teacher' -> 'plain'"),
     (["--batch_size", "16"], "batch_size 32 -> 16"),
     (["--batch_size", "4096"], "batch_size 32 -> 4096"),
     (["--max_steps_per_epoch", "2"], "max_steps_per_epoch 0 -> 2"),
@@ -145,9 +145,9 @@ def test_a_resume_from_a_checkpoint_without_recorded_settings_checks_the_network
     moved.mkdir()
     shutil.copy(os.path.join(one_epoch_run, "last.ckpt"), moved / "last.ckpt")
     new = tmp_path / "new"
-    assert train_script.main(TINY + ["--arch", "resnet32", "--epochs", "2", "--resume", str(moved / "last.ckpt"),
+    assert train_script.main(TINY + ["--arch", "resnet20", "--epochs", "2", "--resume", str(moved / "last.ckpt"),
                                      "--output_dir", str(new)]) == 2
-    assert "was saved from arch 'resnet20', not 'resnet32'" in capsys.readouterr().err and not new.exists()
+    assert "was saved from arch 'resnet8', not 'resnet20'" in capsys.readouterr().err and not new.exists()
     assert train_script.main(TINY + ["--epochs", "2", "--resume", str(moved / "last.ckpt"),
                                      "--output_dir", str(new)]) == 0
     assert "no config.yaml beside" in (new / "train.log").read_text()
@@ -330,7 +330,7 @@ def test_a_corrupt_image_is_named(tmp_path, capsys, broken):
                 tmp_path / "data" / "train" / cls / f"{i}.jpg")
     bad = tmp_path / "data" / "train" / "b" / "broken.jpg"
     bad.write_bytes(broken)
-    code = train_script.main(["--arch", "plain20", "--procedure", "plain", "--dataset", "imagefolder",
+    code = train_script.main(["--arch", "plain8", "--procedure", "plain", "--dataset", "imagefolder",
                               "--data_path", str(tmp_path / "data"), "--image_size", "32", "--batch_size", "3",
                               "--val_split", "none", "--epochs", "1", "--num_parallel_workers", "1",
                               "--output_dir", str(tmp_path / "run")])

@@ -15,10 +15,10 @@ TINY = ["--synthetic_train_size", "128", "--synthetic_val_size", "32", "--batch_
 
 @pytest.fixture(scope="module")
 def pretrained(tmp_path_factory):
-    """A resnet20 and a plain20 trained one epoch on the 10-class synthetic set."""
+    """A resnet8 and a plain8 trained one epoch on the 10-class synthetic set."""
     root = tmp_path_factory.mktemp("pretrained")
     out = {}
-    for arch, procedure in (("resnet20", "teacher"), ("plain20", "plain")):
+    for arch, procedure in (("resnet8", "teacher"), ("plain8", "plain")):
         assert train_script.main(TINY + ["--arch", arch, "--procedure", procedure, "--output_dir",
                                          str(root / arch)]) == 0
         out[arch] = str(root / arch / "best.ckpt")
@@ -35,9 +35,9 @@ def test_fine_tuning_with_a_new_classifier_and_every_stage_frozen(pretrained, tm
     """5 classes instead of 10: the classifier is new; with the stem and all 3 stages frozen, every other weight
     and BatchNorm statistic is the pretrained one after training."""
     out = tmp_path / "ft"
-    assert train_script.main(TINY + ["--arch", "resnet20", "--num_classes", "5", "--pretrained_ckpt",
-                                     pretrained["resnet20"], "--freeze_stages", "3", "--output_dir", str(out)]) == 0
-    before, after = _arrays(pretrained["resnet20"]), _arrays(str(out / "best.ckpt"))
+    assert train_script.main(TINY + ["--arch", "resnet8", "--num_classes", "5", "--pretrained_ckpt",
+                                     pretrained["resnet8"], "--freeze_stages", "3", "--output_dir", str(out)]) == 0
+    before, after = _arrays(pretrained["resnet8"]), _arrays(str(out / "best.ckpt"))
     assert after["fc.weight"].shape == (5, 64) and before["fc.weight"].shape == (10, 64)
     same = [k for k in after if not k.startswith("fc.")]
     assert same and all(np.array_equal(after[k], before[k]) for k in same)
@@ -50,19 +50,19 @@ def test_new_classifier_starts_afresh_with_as_many_classes(pretrained, tmp_path)
     """10 classes here and in the checkpoint: kept by default (the other tests), new with new_classifier. With a
     learning rate of 1e-9 the trained classifier is still its initial one, far from the pretrained weights."""
     out = tmp_path / "newfc"
-    assert train_script.main(TINY + ["--arch", "resnet20", "--pretrained_ckpt", pretrained["resnet20"],
+    assert train_script.main(TINY + ["--arch", "resnet8", "--pretrained_ckpt", pretrained["resnet8"],
                                      "--new_classifier", "true", "--lr", "1e-9", "--output_dir", str(out)]) == 0
-    before, after = _arrays(pretrained["resnet20"]), _arrays(str(out / "best.ckpt"))
+    before, after = _arrays(pretrained["resnet8"]), _arrays(str(out / "best.ckpt"))
     assert not np.allclose(after["fc.weight"], before["fc.weight"], atol=1e-3)
-    assert np.allclose(after["stages.2.2.conv2.weight"], before["stages.2.2.conv2.weight"], atol=1e-6)
+    assert np.allclose(after["stages.2.0.conv2.weight"], before["stages.2.0.conv2.weight"], atol=1e-6)
     assert "classifier re-initialised (new_classifier=true)" in (out / "train.log").read_text()
 
 
 def test_freezing_one_stage_keeps_it_and_trains_the_rest(pretrained, tmp_path):
     out = tmp_path / "ft1"
-    assert train_script.main(TINY + ["--arch", "resnet20", "--pretrained_ckpt", pretrained["resnet20"],
+    assert train_script.main(TINY + ["--arch", "resnet8", "--pretrained_ckpt", pretrained["resnet8"],
                                      "--freeze_stages", "1", "--output_dir", str(out)]) == 0
-    before, after = _arrays(pretrained["resnet20"]), _arrays(str(out / "best.ckpt"))
+    before, after = _arrays(pretrained["resnet8"]), _arrays(str(out / "best.ckpt"))
     frozen = [k for k in after if k.startswith(("stem.", "stages.0."))]
     trained = [k for k in after if k.startswith("stages.2.") and k.endswith("weight")]
     assert frozen and all(np.array_equal(after[k], before[k]) for k in frozen)
@@ -74,7 +74,7 @@ def test_backbone_lr_scale_reaches_the_optimizer_groups():
     from resdist.models import create_model
     from resdist.optim import create_optimizer
 
-    net = create_model("plain20")
+    net = create_model("plain8")
     lrs = np.arange(1, 5, dtype=np.float32) / 10  # a per-step schedule: 0.1 .. 0.4
     params = dict(net.parameters_and_names())
     optimizer = create_optimizer(params, lrs, scaled=backbone_parameters(net), lr_scale=0.1)
@@ -86,7 +86,7 @@ def test_backbone_lr_scale_reaches_the_optimizer_groups():
 
 def test_a_fine_tuning_run_resumes(pretrained, tmp_path):
     out = tmp_path / "ftr"
-    args = TINY + ["--arch", "resnet20", "--num_classes", "5", "--pretrained_ckpt", pretrained["resnet20"],
+    args = TINY + ["--arch", "resnet8", "--num_classes", "5", "--pretrained_ckpt", pretrained["resnet8"],
                    "--backbone_lr_scale", "0.1", "--output_dir", str(out)]
     assert train_script.main(args) == 0
     assert train_script.main(args + ["--epochs", "2", "--resume", "auto"]) == 0
@@ -98,23 +98,23 @@ def test_a_fine_tuning_run_resumes(pretrained, tmp_path):
 
 def test_rd_starts_its_student_from_a_pretrained_plain_network(pretrained, tmp_path):
     out = tmp_path / "rd"
-    assert train_script.main(TINY + ["--arch", "plain20", "--procedure", "rd", "--teacher_ckpt",
-                                     pretrained["resnet20"], "--pretrained_ckpt", pretrained["plain20"],
+    assert train_script.main(TINY + ["--arch", "plain8", "--procedure", "rd", "--teacher_ckpt",
+                                     pretrained["resnet8"], "--pretrained_ckpt", pretrained["plain8"],
                                      "--max_steps_per_epoch", "1", "--output_dir", str(out)]) == 0
-    assert f"pretrained {pretrained['plain20']}: " in (out / "train.log").read_text()
+    assert f"pretrained {pretrained['plain8']}: " in (out / "train.log").read_text()
 
 
 @pytest.mark.parametrize("case,message", [
-    ("arch", "was saved from arch 'plain20', not 'resnet20'"),
+    ("arch", "was saved from arch 'plain8', not 'resnet8'"),
     ("missing", "pretrained checkpoint"),
     ("freeze", "freeze_stages=4, but ResNet has stages 1..3"),
 ])
 def test_bad_pretrained_input_is_refused_before_any_folder(pretrained, tmp_path, capsys, case, message):
     out = tmp_path / "never"
-    extra = {"arch": ["--pretrained_ckpt", pretrained["plain20"]],
+    extra = {"arch": ["--pretrained_ckpt", pretrained["plain8"]],
              "missing": ["--pretrained_ckpt", str(tmp_path / "none.ckpt")],
              "freeze": ["--freeze_stages", "4"]}[case]
-    assert train_script.main(TINY + ["--arch", "resnet20", "--output_dir", str(out)] + extra) == 2
+    assert train_script.main(TINY + ["--arch", "resnet8", "--output_dir", str(out)] + extra) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and message in err and "\n" not in err
     assert not out.exists()

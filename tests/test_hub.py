@@ -171,23 +171,23 @@ def test_publishing_writes_an_int8_asset_with_its_measured_accuracy(made_cifar10
     from resdist.models import create_model
 
     ckpt = str(tmp_path / "best.ckpt")
-    ckpt_io.save(ckpt, ckpt_io.network_params(create_model("plain20", num_classes=10)),
-                 ckpt_io.network_identity("plain20", "full"))
-    common = ["--arch", "plain20", "--dataset", "cifar10", "--data_path", made_cifar10, "--val_split", "data_batch_5"]
+    ckpt_io.save(ckpt, ckpt_io.network_params(create_model("plain8", num_classes=10)),
+                 ckpt_io.network_identity("plain8", "full"))
+    common = ["--arch", "plain8", "--dataset", "cifar10", "--data_path", made_cifar10, "--val_split", "data_batch_5"]
     assert eval_script.main(common + ["--ckpt_file", ckpt, "--output_json", str(tmp_path / "eval.json")]) == 0
     hub = tmp_path / "hub"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.join(ROOT, "src"), os.environ.get("PYTHONPATH", "")])}
     made = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "make_hub_card.py"), "--ckpt_file", ckpt,
-                           "--arch", "plain20", "--model_name", "p20_test", "--eval_json", str(tmp_path / "eval.json"),
+                           "--arch", "plain8", "--model_name", "p8_test", "--eval_json", str(tmp_path / "eval.json"),
                            "--trained_with", "python train.py ...", "--data_path", made_cifar10, "--repo_link",
                            "https://github.com/resdist/resdist", "--hub_dir", str(hub)],
                           capture_output=True, text=True, env=env, timeout=900)
     assert made.returncode == 0, made.stderr[-3000:]
-    header, body = check_card(str(hub / "mshub_res" / "assets" / "resdist" / "1.0" / "p20_test.md"), hub / "assets")
-    assert [a["asset-link"].rsplit("/", 1)[-1] for a in header["asset"]][-1] == "p20_test.int8.onnx"
-    stated = float(re.search(r"`p20_test\.int8\.onnx` .*? scores ([0-9.]+)% top-1", body, re.S).group(1))
+    header, body = check_card(str(hub / "mshub_res" / "assets" / "resdist" / "1.0" / "p8_test.md"), hub / "assets")
+    assert [a["asset-link"].rsplit("/", 1)[-1] for a in header["asset"]][-1] == "p8_test.int8.onnx"
+    stated = float(re.search(r"`p8_test\.int8\.onnx` .*? scores ([0-9.]+)% top-1", body, re.S).group(1))
     out = str(tmp_path / "int8.json")
-    assert eval_script.main(common + ["--onnx", str(hub / "assets" / "p20_test.int8.onnx"), "--output_json", out]) == 0
+    assert eval_script.main(common + ["--onnx", str(hub / "assets" / "p8_test.int8.onnx"), "--output_json", out]) == 0
     assert stated == round(json.load(open(out))["top1"], 2)
 
 

@@ -16,8 +16,8 @@ def _objective(procedure, seed=0):
     ms.set_seed(seed)
     name, _, variant = procedure.partition("_")  # rd_paper, rd_joint
     if name == "teacher":
-        return make_objective(name, create_model("resnet20", num_classes=10))
-    student, teacher = create_model("plain20", num_classes=10), create_model("resnet20", num_classes=10)
+        return make_objective(name, create_model("resnet8", num_classes=10))
+    student, teacher = create_model("plain8", num_classes=10), create_model("resnet8", num_classes=10)
     return make_objective(name, student, None if name == "plain" else teacher, fd_lambda=1e-5,
                           rd_variant=variant or "paper")
 
@@ -101,7 +101,7 @@ def test_cpu_runs_force_o0_with_a_warning(tmp_path, capsys):
     import train as train_script
 
     out = tmp_path / "run"
-    assert train_script.main(["--amp_level", "O2", "--loss_scale_type", "dynamic", "--epochs", "1",
+    assert train_script.main(["--arch", "resnet8", "--amp_level", "O2", "--loss_scale_type", "dynamic", "--epochs", "1",
                               "--synthetic_train_size", "64", "--synthetic_val_size", "32", "--batch_size", "32",
                               "--output_dir", str(out)]) == 0
     assert "amp_level=O2 is for Ascend/GPU; using O0 on CPU" in (out / "train.log").read_text()

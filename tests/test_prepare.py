@@ -47,7 +47,7 @@ def test_a_prepared_folder_trains(mit67, tmp_path):
     out = tmp_path / "out"
     assert _prepare("mit67", "--root", mit67, "--output", out).returncode == 0
     run = tmp_path / "run"
-    assert train_script.main(["--arch", "plain20", "--procedure", "plain", "--dataset", "imagefolder", "--data_path",
+    assert train_script.main(["--arch", "plain8", "--procedure", "plain", "--dataset", "imagefolder", "--data_path",
                               str(out), "--image_size", "32", "--batch_size", "2", "--epochs", "1",
                               "--output_dir", str(run)]) == 0
     assert "4 images (train)" in (run / "train.log").read_text()

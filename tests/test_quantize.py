@@ -12,18 +12,19 @@ import export as export_script
 from conftest import write_image_folder
 from resdist.data import create_dataset
 from resdist.exported import graph_ops
+from resdist.models import create_model
 from resdist.quantize import calibration_images
 from test_export import _refused, _save, _trained_looking
 
 
 @pytest.fixture(scope="module")
-def plain20_ckpt(tmp_path_factory):
+def plain8_ckpt(tmp_path_factory):
     folder = tmp_path_factory.mktemp("int8")
-    return _save(_trained_looking("plain20"), folder / "best.ckpt", "plain20", plain_variant="full")
+    return _save(_trained_looking("plain8"), folder / "best.ckpt", "plain8", plain_variant="full")
 
 
 def _int8_argv(ckpt, out, calib, *extra):
-    return ["--ckpt_file", ckpt, "--arch", "plain20", "--file_name", str(out), "--file_format", "ONNX",
+    return ["--ckpt_file", ckpt, "--arch", "plain8", "--file_name", str(out), "--file_format", "ONNX",
             "--dataset", "imagefolder", "--height", "32", "--quantize", "int8", "--calib_data", calib,
             "--calib_size", "120", *extra]
 
@@ -35,42 +36,44 @@ def _zero_point_types(path):
             if t.name in zero_points}
 
 
-def test_int8_export_is_quantized_per_channel_checked_and_read_by_eval(plain20_ckpt, made_jpegs, tmp_path, capsys):
-    out = tmp_path / "p20"
-    assert export_script.main(_int8_argv(plain20_ckpt, out, made_jpegs)) == 0
+def test_int8_export_is_quantized_per_channel_checked_and_read_by_eval(plain8_ckpt, made_jpegs, tmp_path, capsys):
+    out = tmp_path / "p8"
+    assert export_script.main(_int8_argv(plain8_ckpt, out, made_jpegs)) == 0
     printed = capsys.readouterr().out
     path = str(out) + ".int8.onnx"
-    assert os.listdir(tmp_path) == ["p20.int8.onnx"]  # no float intermediate, no staging folder left
+    assert os.listdir(tmp_path) == ["p8.int8.onnx"]  # no float intermediate, no staging folder left
     assert f"to {path}" in printed and "on 120 images of the train split" in printed
     agreement = float(printed.split("top-1 agreement ")[1].split("%")[0])
     assert 95.0 <= agreement <= 100.0
     model = onnx.load(path)
     assert [o.version for o in model.opset_import if o.domain in ("", "ai.onnx")] == [13]
     ops = graph_ops(path)
-    assert ops.count("Conv") == 19 and ops.count("QuantizeLinear") > 0 and "Add" not in ops
+    assert ops.count("Conv") == 1 + 6 and ops.count("QuantizeLinear") > 0 and "Add" not in ops
     # per-channel weights: the convolution weights' DequantizeLinear carries an axis and one scale per channel
     initializers = {t.name: t for t in model.graph.initializer}
     weight_dq = [n for n in model.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in initializers
                  and len(initializers[n.input[0]].dims) == 4]
-    assert len(weight_dq) == 19
+    assert len(weight_dq) == 1 + 6
     assert all(initializers[n.input[1]].dims[0] == initializers[n.input[0]].dims[0] for n in weight_dq)
     assert _zero_point_types(path) == {np.dtype(np.uint8)}
-    assert os.path.getsize(path) < 0.4 * 1.03 * 2 ** 20
+    # a quarter of the float32 weights, plus per-channel scales, zero points and the graph
+    float_bytes = 4 * sum(p.size for p in create_model("plain8", num_classes=10).trainable_params())
+    assert os.path.getsize(path) < 0.35 * float_bytes
 
     results = {}
-    for flag, model_file in (("--ckpt_file", plain20_ckpt), ("--onnx", path)):
+    for flag, model_file in (("--ckpt_file", plain8_ckpt), ("--onnx", path)):
         result_json = str(tmp_path / f"{flag.strip('-')}.json")
-        assert eval_script.main(["--arch", "plain20", "--dataset", "imagefolder", "--image_size", "32",
+        assert eval_script.main(["--arch", "plain8", "--dataset", "imagefolder", "--image_size", "32",
                                  "--data_path", made_jpegs, flag, model_file, "--output_json", result_json]) == 0
         results[flag] = json.load(open(result_json))
     assert results["--onnx"]["num_samples"] == results["--ckpt_file"]["num_samples"] == 100
     assert abs(results["--onnx"]["top1"] - results["--ckpt_file"]["top1"]) <= 5.0
 
 
-def test_int8_from_a_float_onnx_file_with_int8_activations_and_already_quantized_refused(plain20_ckpt, made_jpegs,
+def test_int8_from_a_float_onnx_file_with_int8_activations_and_already_quantized_refused(plain8_ckpt, made_jpegs,
                                                                                           tmp_path, capsys):
-    float_base = tmp_path / "p20"
-    assert export_script.main(["--ckpt_file", plain20_ckpt, "--arch", "plain20", "--file_name", str(float_base),
+    float_base = tmp_path / "p8"
+    assert export_script.main(["--ckpt_file", plain8_ckpt, "--arch", "plain8", "--file_name", str(float_base),
                                "--file_format", "ONNX"]) == 0
     argv = ["--onnx_file", str(float_base) + ".onnx", "--file_format", "ONNX", "--dataset", "imagefolder",
             "--quantize", "int8", "--calib_data", made_jpegs, "--calib_size", "64", "--quant_activations", "int8",
@@ -83,9 +86,9 @@ def test_int8_from_a_float_onnx_file_with_int8_activations_and_already_quantized
              "is already quantized (it has DequantizeLinear, QuantizeLinear nodes)")
 
 
-def test_int8_export_refuses_bad_calibration_data_and_models(plain20_ckpt, made_jpegs, made_cifar10, tmp_path,
+def test_int8_export_refuses_bad_calibration_data_and_models(plain8_ckpt, made_jpegs, made_cifar10, tmp_path,
                                                              capsys):
-    out = tmp_path / "out" / "p20"
+    out = tmp_path / "out" / "p8"
     out.parent.mkdir()
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -93,28 +96,28 @@ def test_int8_export_refuses_bad_calibration_data_and_models(plain20_ckpt, made_
     garbage = tmp_path / "garbage.onnx"
     garbage.write_bytes(b"not a model")
     cases = [
-        (_int8_argv(plain20_ckpt, out, str(tmp_path / "none")), f"(--calib_data {tmp_path}/none): image folder"),
-        (_int8_argv(plain20_ckpt, out, str(empty)), f"{empty}/train is not a directory"),
-        (_int8_argv(plain20_ckpt, out, made_jpegs, "--calib_size", "600"),
+        (_int8_argv(plain8_ckpt, out, str(tmp_path / "none")), f"(--calib_data {tmp_path}/none): image folder"),
+        (_int8_argv(plain8_ckpt, out, str(empty)), f"{empty}/train is not a directory"),
+        (_int8_argv(plain8_ckpt, out, made_jpegs, "--calib_size", "600"),
          "calib_size=600 but the training split has only 500 images"),
-        (_int8_argv(plain20_ckpt, out, five_classes), "has 5 classes but the model has 10"),
-        ([a for a in _int8_argv(plain20_ckpt, out, "") if a not in ("--calib_data", "")],
+        (_int8_argv(plain8_ckpt, out, five_classes), "has 5 classes but the model has 10"),
+        ([a for a in _int8_argv(plain8_ckpt, out, "") if a not in ("--calib_data", "")],
          "--quantize int8 needs calibration images"),
-        (_int8_argv(plain20_ckpt, out, made_jpegs, "--file_format", "MINDIR"), "writes an INT8 ONNX model"),
-        (_int8_argv(plain20_ckpt, out, made_jpegs, "--onnx_file", str(garbage)), "takes exactly one model"),
+        (_int8_argv(plain8_ckpt, out, made_jpegs, "--file_format", "MINDIR"), "writes an INT8 ONNX model"),
+        (_int8_argv(plain8_ckpt, out, made_jpegs, "--onnx_file", str(garbage)), "takes exactly one model"),
         (["--onnx_file", str(garbage), "--file_format", "ONNX", "--dataset", "imagefolder", "--quantize", "int8",
           "--calib_data", made_jpegs, "--file_name", str(out)], "is not a readable ONNX file"),
         # CIFAR images are 32x32: a model exported for 64x64 inputs cannot be calibrated with them
-        (["--ckpt_file", plain20_ckpt, "--arch", "plain20", "--file_name", str(out), "--file_format", "ONNX",
+        (["--ckpt_file", plain8_ckpt, "--arch", "plain8", "--file_name", str(out), "--file_format", "ONNX",
           "--dataset", "cifar10", "--height", "64", "--quantize", "int8", "--calib_data", made_cifar10],
          "the model takes 64x64 images but cifar10 images are 32x32"),
     ]
     for argv, message in cases:
         _refused(argv, out.parent, capsys, message)
     assert not [f for f in os.listdir(tmp_path) if f.startswith(".")]  # no staging folder left anywhere
-    assert export_script.main(_int8_argv(plain20_ckpt, out, made_jpegs)) == 0
+    assert export_script.main(_int8_argv(plain8_ckpt, out, made_jpegs)) == 0
     first = open(str(out) + ".int8.onnx", "rb").read()
-    _refused(_int8_argv(plain20_ckpt, out, made_jpegs), out.parent, capsys, "exists; pass --overwrite")
+    _refused(_int8_argv(plain8_ckpt, out, made_jpegs), out.parent, capsys, "exists; pass --overwrite")
     assert open(str(out) + ".int8.onnx", "rb").read() == first
 
 
@@ -134,10 +137,10 @@ def test_calibration_images_come_from_the_training_split_with_the_evaluation_tra
 def test_lite_full_quant_writes_calibration_files_and_config(made_jpegs, tmp_path):
     from test_scripts import _bash
 
-    ckpt = _save(_trained_looking("plain20"), tmp_path / "best.ckpt", "plain20", plain_variant="full")
-    assert export_script.main(["--ckpt_file", ckpt, "--arch", "plain20", "--file_name", str(tmp_path / "p20"),
+    ckpt = _save(_trained_looking("plain8"), tmp_path / "best.ckpt", "plain8", plain_variant="full")
+    assert export_script.main(["--ckpt_file", ckpt, "--arch", "plain8", "--file_name", str(tmp_path / "p8"),
                                "--file_format", "MINDIR"]) == 0
-    model = tmp_path / "p20.mindir"
+    model = tmp_path / "p8.mindir"
     result = _bash("run_convert_lite.sh", model, tmp_path / "lite", "--quant", "int8", "--calib_dir", made_jpegs,
                    "--calib_size", "30", "--calib_method", "entropy", "--dry_run")
     assert result.returncode == 0, result.stderr[-2000:]

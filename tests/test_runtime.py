@@ -21,7 +21,7 @@ from resdist.models import create_model
 from resdist.optim import create_optimizer, lr_per_step
 from resdist.trainer import make_train_step
 runtime.init_context("CPU", "graph", seed=0)
-objective = CrossEntropyObjective(create_model("plain20", num_classes=2))
+objective = CrossEntropyObjective(create_model("plain8", num_classes=2))
 objective.set_train(True)
 params = {n: p for n, p in objective.parameters_and_names() if p.requires_grad}
 step = make_train_step(objective, create_optimizer(params, lr_per_step(0.1, "step", 1, 10)))

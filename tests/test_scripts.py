@@ -39,31 +39,31 @@ def exported(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("deploy")
     ckpt = str(folder / "best.ckpt")
-    ckpt_io.save(ckpt, ckpt_io.network_params(create_model("plain20", num_classes=10)),
-                 ckpt_io.network_identity("plain20", "full"))
+    ckpt_io.save(ckpt, ckpt_io.network_params(create_model("plain8", num_classes=10)),
+                 ckpt_io.network_identity("plain8", "full"))
     for fmt in ("ONNX", "MINDIR"):
-        assert export_script.main(["--ckpt_file", ckpt, "--arch", "plain20", "--file_name", str(folder / "p20"),
+        assert export_script.main(["--ckpt_file", ckpt, "--arch", "plain8", "--file_name", str(folder / "p8"),
                                    "--file_format", fmt]) == 0
     return folder
 
 
 def test_om_conversion_command_from_onnx(exported):
-    model = exported / "p20.onnx"
+    model = exported / "p8.onnx"
     result = _bash("run_convert_om.sh", model, "Ascend310P3", "--dry_run")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == (f"atc --model={model} --framework=5 --output={exported}/p20 "
+    assert result.stdout.strip() == (f"atc --model={model} --framework=5 --output={exported}/p8 "
                                      f"--soc_version=Ascend310P3 --input_shape=x:1,3,32,32")
 
 
 def test_om_conversion_without_atc_says_so(exported):
-    result = _bash("run_convert_om.sh", exported / "p20.onnx", "Ascend310", path=NO_TOOLS)
+    result = _bash("run_convert_om.sh", exported / "p8.onnx", "Ascend310", path=NO_TOOLS)
     assert result.returncode == 127 and "ATC not found on PATH" in result.stderr
-    assert not (exported / "p20.om").exists()
+    assert not (exported / "p8.om").exists()
 
 
 def test_om_conversion_refuses_missing_or_wrong_files(exported, tmp_path):
     assert "does not exist" in _bash("run_convert_om.sh", tmp_path / "none.onnx", "Ascend310").stderr
-    assert "neither .onnx" in _bash("run_convert_om.sh", exported / "p20.mindir", "Ascend310").stderr
+    assert "neither .onnx" in _bash("run_convert_om.sh", exported / "p8.mindir", "Ascend310").stderr
     air = tmp_path / "m.air"
     air.write_bytes(b"x")
     assert "give --input_shape" in _bash("run_convert_om.sh", air, "Ascend310").stderr
@@ -74,20 +74,20 @@ def test_om_conversion_refuses_missing_or_wrong_files(exported, tmp_path):
 
 
 def test_lite_conversion_command_and_missing_tool(exported):
-    model = exported / "p20.mindir"
+    model = exported / "p8.mindir"
     result = _bash("run_convert_lite.sh", model, "--optimize", "ascend_oriented", "--dry_run")
-    assert result.stdout.strip() == (f"converter_lite --fmk=MINDIR --modelFile={model} --outputFile={exported}/p20 "
+    assert result.stdout.strip() == (f"converter_lite --fmk=MINDIR --modelFile={model} --outputFile={exported}/p8 "
                                      f"--optimize=ascend_oriented")
     missing = _bash("run_convert_lite.sh", model, path=NO_TOOLS)
     assert missing.returncode == 127 and "converter_lite not found on PATH" in missing.stderr
-    assert "is not a .mindir file" in _bash("run_convert_lite.sh", exported / "p20.onnx").stderr
+    assert "is not a .mindir file" in _bash("run_convert_lite.sh", exported / "p8.onnx").stderr
 
 
 def test_export_script_passes_through_to_export_py(exported):
-    result = _bash("run_export.sh", exported / "best.ckpt", "plain20", "ONNX", "--file_name", exported / "again")
+    result = _bash("run_export.sh", exported / "best.ckpt", "plain8", "ONNX", "--file_name", exported / "again")
     assert result.returncode == 0, result.stderr[-2000:]
     assert (exported / "again.onnx").is_file() and "(OK)" in result.stdout
-    assert "is not MINDIR, ONNX or AIR" in _bash("run_export.sh", exported / "best.ckpt", "plain20", "TFLITE").stderr
+    assert "is not MINDIR, ONNX or AIR" in _bash("run_export.sh", exported / "best.ckpt", "plain8", "TFLITE").stderr
 
 
 @pytest.mark.parametrize("script,args,message", [
@@ -114,8 +114,8 @@ def _tool(folder, name, writes):
 
 
 @pytest.mark.parametrize("script,tool,model,extra,suffix", [
-    ("run_convert_om.sh", "atc", "p20.onnx", ["Ascend310"], ".om"),
-    ("run_convert_lite.sh", "converter_lite", "p20.mindir", [], ".ms"),
+    ("run_convert_om.sh", "atc", "p8.onnx", ["Ascend310"], ".om"),
+    ("run_convert_lite.sh", "converter_lite", "p8.mindir", [], ".ms"),
 ])
 def test_conversion_that_writes_nothing_over_an_old_output_is_an_error(exported, tmp_path, script, tool, model,
                                                                       extra, suffix):

@@ -10,9 +10,9 @@ import train as train_script
 from conftest import ROOT
 from resdist import checkpoint as ckpt_io
 
-TINY = ["--arch", "resnet20", "--synthetic_train_size", "512", "--synthetic_val_size", "64", "--batch_size", "32",
+TINY = ["--arch", "resnet8", "--synthetic_train_size", "512", "--synthetic_val_size", "64", "--batch_size", "32",
         "--log_interval", "4", "--lr", "0.05"]
-EVAL = ["--arch", "resnet20", "--synthetic_val_size", "64", "--batch_size", "32"]
+EVAL = ["--arch", "resnet8", "--synthetic_val_size", "64", "--batch_size", "32"]
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,7 @@ def test_training_writes_metrics_checkpoints_and_a_log(trained_run):
     assert "epoch 2/2 step 16/16 loss" in log and "img/s" in log and "val top-1" in log
     state = ckpt_io.read(os.path.join(trained_run, "last.ckpt"))
     assert int(state["global_step"].asnumpy()[0]) == 32
-    assert state["arch"] == "resnet20" and ckpt_io.meta_value(state, "epoch") == 2
+    assert state["arch"] == "resnet8" and ckpt_io.meta_value(state, "epoch") == 2
 
 
 def test_resume_continues_epochs_and_optimizer_step(trained_run, tmp_path):
@@ -78,12 +78,12 @@ def test_eval_rejects_a_checkpoint_of_another_architecture(trained_run, tmp_path
     code = eval_script.main(EVAL + ["--arch", "resnet32", "--ckpt_file", os.path.join(trained_run, "best.ckpt"),
                                     "--output_json", str(out)])
     assert code == 2 and not out.exists()
-    assert "saved from arch 'resnet20', not 'resnet32'" in capsys.readouterr().err
+    assert "saved from arch 'resnet8', not 'resnet32'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv,message", [
     (["--arch", "resnet21"], "unknown arch 'resnet21'; known: plain110"),
-    (["--arch", "plain20", "--procedure", "teacher"], "procedure=teacher trains a residual network"),
+    (["--arch", "plain8", "--procedure", "teacher"], "procedure=teacher trains a residual network"),
     (["--dataset", "cifar10", "--data_path", "/nonexistent/cifar"], "data_path /nonexistent/cifar is not a directory"),
     (["--dataset", "cifar10", "--data_path", "MADE_CIFAR10", "--val_split", "test"], "no official test split"),
     (["--lr", "0"], "lr=0.0 (from command line) must be > 0"),
@@ -103,7 +103,7 @@ def test_eval_missing_checkpoint(capsys):
 
 # --- distillation procedures -----------------------------------------------------------------------------------
 
-RD = ["--arch", "plain20", "--synthetic_train_size", "256", "--synthetic_val_size", "64", "--batch_size", "32",
+RD = ["--arch", "plain8", "--synthetic_train_size", "256", "--synthetic_val_size", "64", "--batch_size", "32",
       "--log_interval", "4", "--lr", "0.05"]
 
 
@@ -114,13 +114,13 @@ def test_rd_run_logs_every_term_and_saves_a_deployable_student(trained_run, tmp_
                                    "--eta_epochs", "2", "--output_dir", out]) == 0
     log = open(os.path.join(out, "train.log")).read()
     assert "epoch 1/2: eta 1.0000" in log and "epoch 2/2: eta 0.7500" in log
-    assert "network: plain20, 0.271M parameters (plain, plain_variant full); procedure rd" in log
+    assert "network: plain8, 0.076M parameters (plain, plain_variant full); procedure rd" in log
     assert "ce " in log and "mixed_ce " in log and "fd " in log
     metrics = json.load(open(os.path.join(out, "metrics.json")))["epochs"]
     assert metrics[1]["train_mixed_ce"] < metrics[0]["train_mixed_ce"]
     # best.ckpt is the bare student, Dirac folded: it loads into create_model and evaluates like in training
     result = str(tmp_path / "eval.json")
-    assert eval_script.main(["--arch", "plain20", "--synthetic_val_size", "64", "--batch_size", "32",
+    assert eval_script.main(["--arch", "plain8", "--synthetic_val_size", "64", "--batch_size", "32",
                                         "--ckpt_file", os.path.join(out, "best.ckpt"), "--output_json", result]) == 0
     best = max(m["val_top1"] for m in metrics)
     assert json.load(open(result))["top1"] == pytest.approx(best)
@@ -158,15 +158,15 @@ def test_kd_and_fd_procedures_train_their_own_loss(trained_run, tmp_path):
             assert record["train_loss"] == pytest.approx(0.1 * record["train_ce"] + 0.9 * record["train_kd"],
                                                          rel=1e-4)
         state = ckpt_io.read(os.path.join(out, "best.ckpt"))
-        assert state["arch"] == "plain20" and not any(k.startswith("teacher.") for k in state)
+        assert state["arch"] == "plain8" and not any(k.startswith("teacher.") for k in state)
 
 
 @pytest.mark.parametrize("teacher,message", [
     ("", "procedure=rd needs a trained teacher: pass --teacher_ckpt"),
     ("/nonexistent/teacher.ckpt", "teacher checkpoint /nonexistent/teacher.ckpt does not exist"),
     ("garbage", "cannot be read: it is corrupt"),
-    ("wrong_arch", "was saved from arch 'resnet32', not 'resnet20'"),
-    ("no_record", "does not match the network resnet20"),
+    ("wrong_arch", "was saved from arch 'resnet32', not 'resnet8'"),
+    ("no_record", "does not match the network resnet8"),
 ])
 def test_bad_teacher_fails_before_training(tmp_path, capsys, teacher, message):
     if teacher == "garbage":
@@ -188,7 +188,7 @@ def test_bad_teacher_fails_before_training(tmp_path, capsys, teacher, message):
 
 def test_training_on_an_image_folder(jpeg_dir, tmp_path):
     out = str(tmp_path / "folder")
-    assert train_script.main(["--arch", "plain20", "--procedure", "plain", "--dataset", "imagefolder",
+    assert train_script.main(["--arch", "plain8", "--procedure", "plain", "--dataset", "imagefolder",
                               "--data_path", jpeg_dir, "--image_size", "32", "--batch_size", "50", "--epochs", "1",
                               "--max_steps_per_epoch", "3", "--output_dir", out]) == 0
     log = open(os.path.join(out, "train.log")).read()
@@ -202,7 +202,7 @@ def test_training_on_an_image_folder(jpeg_dir, tmp_path):
 
 def test_a_held_out_split_of_an_image_folder_is_not_optimistic(made_jpegs, tmp_path):
     out = str(tmp_path / "folder")
-    assert train_script.main(["--arch", "plain20", "--procedure", "plain", "--dataset", "imagefolder",
+    assert train_script.main(["--arch", "plain8", "--procedure", "plain", "--dataset", "imagefolder",
                               "--data_path", made_jpegs, "--image_size", "32", "--batch_size", "50", "--epochs", "1",
                               "--max_steps_per_epoch", "2", "--val_split", "0.1", "--output_dir", out]) == 0
     summary = json.load(open(os.path.join(out, "metrics.json")))["summary"]

@@ -14,7 +14,7 @@ from resdist import trainer
 from resdist.config import Config, ConfigError
 
 STEPS = 10  # 320 synthetic images, batch 32
-TINY = ["--arch", "resnet20", "--synthetic_train_size", "320", "--synthetic_val_size", "32", "--batch_size", "32",
+TINY = ["--arch", "resnet8", "--synthetic_train_size", "320", "--synthetic_val_size", "32", "--batch_size", "32",
         "--lr", "0.05", "--epochs", "2", "--keep_checkpoint_max", "0"]
 
 
@@ -53,7 +53,7 @@ def test_the_logging_window_changes_no_result_and_the_host_reads_once_a_window(t
 
 def test_divergence_inside_a_window_is_caught_names_the_steps_and_saves_nothing(tmp_path, capsys):
     out = tmp_path / "diverged"
-    assert train_script.main(TINY + ["--lr", "1e6", "--log_interval", "4", "--output_dir", str(out)]) == 2
+    assert train_script.main(TINY + ["--lr", "1e8", "--log_interval", "4", "--output_dir", str(out)]) == 2
     err = capsys.readouterr().err.strip()
     # a window's loss sum is read after its 4 steps: the error names that window (here whichever blew up first)
     assert re.match(r"error: training diverged at epoch 1 steps (1-4|5-8|9-10): the loss became (nan|-?inf)\. ",
