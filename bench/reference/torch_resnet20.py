@@ -142,7 +142,8 @@ def main():
         torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "epoch": epoch + 1}, state_path + ".tmp")
         os.replace(state_path + ".tmp", state_path)
         with open(args.out + ".tmp", "w") as f:
-            json.dump({"recipe": vars(args), "torch": torch.__version__, "epochs": history}, f, indent=1)
+            recipe = {k: getattr(args, k) for k in ("epochs", "weight_decay", "seed")}
+            json.dump({"recipe": recipe, "torch": torch.__version__, "epochs": history}, f, indent=1)
         os.replace(args.out + ".tmp", args.out)
 
 
