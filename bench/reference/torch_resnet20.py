@@ -14,12 +14,16 @@ import argparse
 import json
 import math
 import os
+import sys
 import time
 
 import numpy as np
 import torch
 from torch import nn
 import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # bench/
+from torch_reference import NETS, build_models  # noqa: E402
 
 MEAN = np.array((0.4914, 0.4822, 0.4465), np.float32)[:, None, None]
 STD = np.array((0.2470, 0.2435, 0.2616), np.float32)[:, None, None]
@@ -45,41 +49,15 @@ def augment(batch, rng):
     return out
 
 
-class Block(nn.Module):
-    def __init__(self, cin, cout, stride):
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.down = None
-        if stride != 1 or cin != cout:
-            self.down = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-
-    def forward(self, x):
-        out = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
-        return F.relu(out + (x if self.down is None else self.down(x)))
-
-
-class ResNet20(nn.Module):
-    def __init__(self, n=3, classes=10):
-        super().__init__()
-        self.conv = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
-        self.bn = nn.BatchNorm2d(16)
-        layers, cin = [], 16
-        for i, w in enumerate((16, 32, 64)):
-            for j in range(n):
-                layers.append(Block(cin, w, 2 if i > 0 and j == 0 else 1))
-                cin = w
-        self.layers = nn.Sequential(*layers)
-        self.fc = nn.Linear(64, classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-
-    def forward(self, x):
-        x = self.layers(F.relu(self.bn(self.conv(x))))
-        return self.fc(x.mean((2, 3)))
+def resnet20():
+    """bench/torch_reference.py's CIFAR ResNet-20 (the throughput reference), with the Kaiming-normal fan-out
+    initialisation that resdist's convolutions use (PyTorch's default init differs)."""
+    depths, widths, stem, _ = NETS["resnet20"]
+    net = build_models(torch, nn)(depths, widths, stem, shortcut=True)
+    for m in net.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+    return net
 
 
 def main():
@@ -94,7 +72,7 @@ def main():
     torch.manual_seed(args.seed)
     xtr, ytr = load(args.data_dir, [f"data_batch_{i}.bin" for i in range(1, 5)])
     xva, yva = load(args.data_dir, ["data_batch_5.bin"])
-    net = ResNet20()
+    net = resnet20()
     opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=args.weight_decay)
     steps = len(xtr) // 128
     total, warm = args.epochs * steps, steps
