@@ -1,6 +1,7 @@
 """End to end: train.py and eval.py as a user runs them (in-process `main`), on tiny settings."""
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -33,6 +34,9 @@ def test_training_writes_metrics_checkpoints_and_a_log(trained_run):
     log = open(os.path.join(trained_run, "train.log")).read()
     assert "DEMO: training on generated synthetic images" in log
     assert "epoch 2/2 step 16/16 loss" in log and "img/s" in log and "val top-1" in log
+    # the time left, after every epoch but the last
+    assert re.search(r"epoch 1/2: 1 to go, about \d+ (s|min \d\d s) at \d+ s an epoch", log)
+    assert "epoch 2/2: 0 to go" not in log and "2/2: 1 to go" not in log
     state = ckpt_io.read(os.path.join(trained_run, "last.ckpt"))
     assert int(state["global_step"].asnumpy()[0]) == 32
     assert state["arch"] == "resnet8" and ckpt_io.meta_value(state, "epoch") == 2
@@ -270,3 +274,10 @@ def test_metrics_summary_has_the_final_and_the_best_epoch(trained_run, tmp_path)
     assert summary["final_epoch"] == 2 and summary["final_val_top1"] == epochs[-1]["val_top1"]
     assert summary["best_val_top1"] == max(e["val_top1"] for e in epochs)
     assert summary["best_is_optimistic"] is False  # generated validation set, not a test split
+
+
+def test_time_left_reads_as_a_person_would():
+    from resdist.trainer import format_duration
+
+    assert [format_duration(s) for s in (12.4, 250, 3 * 3600 + 330, 59.6)] == \
+        ["12 s", "4 min 10 s", "3 h 05 min", "1 min 00 s"]

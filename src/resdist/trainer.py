@@ -525,10 +525,16 @@ def end_epoch(run, record, train_seconds, start, history):
 def train(run):
     """Train the set-up ``run`` from its start epoch to ``cfg.epochs``; returns the list of epoch metrics."""
     cfg, history, metrics = run.cfg, [], {}
-    for epoch in range(run.start_epoch, cfg.epochs):
+    session_start = time.time()
+    for done, epoch in enumerate(range(run.start_epoch, cfg.epochs), 1):
         start = time.time()
         record, train_seconds = train_epoch(run, epoch)
         metrics = end_epoch(run, record, train_seconds, start, history)
+        to_go = cfg.epochs - epoch - 1
+        if to_go:  # from this session's epochs only: a resumed run may be on another machine
+            per_epoch = (time.time() - session_start) / done
+            logger.info("epoch %d/%d: %d to go, about %s at %.0f s an epoch (this session's mean)", epoch + 1,
+                        cfg.epochs, to_go, format_duration(to_go * per_epoch), per_epoch)
     summary = metrics.get("summary")  # over every session of a resumed run, as best.ckpt is
     if history and summary:
         logger.info("final epoch %d: val top-1 %.2f%%; best %.2f%% at epoch %d (best.ckpt); validation: %s",
@@ -539,6 +545,16 @@ def train(run):
                            "optimistic estimate; report the final epoch's (%.2f%%) or hold out a validation split "
                            "(--val_split 0.1)", summary["final_val_top1"])
     return history
+
+
+def format_duration(seconds):
+    """``3 h 05 min``, ``4 min 10 s`` or ``12 s``: a time left, as a person reads it."""
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
 
 
 def weights_checksum(net):
