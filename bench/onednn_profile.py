@@ -18,6 +18,7 @@ import sys
 import time
 
 from benchutil import save_report  # bench/ is on sys.path when run as a script
+from train_throughput import NETS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MARK = "ONEDNN_PROFILE_TIMED_STEPS_START"
@@ -31,11 +32,11 @@ runtime.prefer_fast_cpu_kernels(); runtime.prefer_blocking_host_dispatch("CPU")
 runtime.init_context("CPU", "graph", seed=0)
 import train_throughput as tt
 teacher, student, batch, kwargs = tt.NETS[sys.argv[2]]
-step = tt.build_step(sys.argv[3], teacher, student, kwargs)
+step, window = tt.build_step(sys.argv[3], teacher, student, kwargs)
 source = tt.batches(batch, False, None)
-tt.timed(step, source, 2)
+tt.timed(step, source, 2, window)
 print("%s", flush=True)
-seconds = tt.timed(step, source, int(sys.argv[4]))
+seconds = tt.timed(step, source, int(sys.argv[4]), window)
 print("STEP_SECONDS", seconds / int(sys.argv[4]), "BATCH", batch, flush=True)
 """ % MARK
 
@@ -73,7 +74,7 @@ def summarise(lines, steps):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--net", default="resnet20", choices=("resnet20", "resnet56", "resnet18"))
+    parser.add_argument("--net", default="resnet20", choices=tuple(NETS))
     parser.add_argument("--procedure", default="plain", choices=("teacher", "plain", "kd", "rd"))
     parser.add_argument("--steps", type=int, default=3, help="timed steps after compilation and warm-up")
     parser.add_argument("--top", type=int, default=20, help="rows printed")

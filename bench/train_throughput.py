@@ -28,7 +28,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 from resdist import runtime  # noqa: E402  (before MindSpore)
 
 NETS = {"resnet20": ("resnet20", "plain20", 128, {}), "resnet56": ("resnet56", "plain56", 128, {}),
-        "resnet18": ("resnet18", "plain18", 32, {"stem": "cifar"})}
+        "resnet18": ("resnet18", "plain18", 32, {"stem": "cifar"}),
+        "resnet8": ("resnet8", "plain8", 16, {})}  # a smoke-test size (tests/test_bench.py), not a benchmark
 PROCEDURES = ("teacher", "plain", "kd", "rd")
 
 

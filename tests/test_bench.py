@@ -57,6 +57,26 @@ def test_onednn_log_is_summed_after_the_marker_with_convolution_gflops():
     assert rows["batch_normalization"]["ms_per_step"] == 0.5 and "gflop_per_s" not in rows["batch_normalization"]
 
 
+def test_profile_of_an_rd_step_shows_the_frozen_teacher_gets_no_weight_gradient(tmp_path, capsys):
+    """The profiler end to end on the smallest pair, and what its counts say of the RD step (resnet8/plain8:
+    3 stages of one block; the teacher's stages 2 and 3 have a projection shortcut, 3 convolutions each)."""
+    import json
+
+    out = tmp_path / "profile.json"
+    assert onednn_profile.main(["--net", "resnet8", "--procedure", "rd", "--steps", "1", "--output", str(out)]) == 0
+    calls = {}
+    for row in json.load(open(out))["rows"]:
+        if row["primitive"] == "convolution":
+            calls[row["pass"]] = calls.get(row["pass"], 0) + row["calls_per_step"]
+    # weight gradients: the student's 7 convolutions and the feature connector's 1x1, none of the teacher's
+    assert calls["backward_weights"] == 7 + 1
+    # forward: student 7 + connector 1 + the whole teacher 9 (its feature) + mixed paths 6 (stages 2-3) and 3
+    assert calls["forward_training"] == 7 + 1 + 9 + 6 + 3
+    # input gradients: student 6 (not the first conv's image) + connector 1 + mixed paths 6 + 3
+    assert calls["backward_data"] == 6 + 1 + 6 + 3
+    assert "resnet8 rd, batch 16" in capsys.readouterr().out
+
+
 def test_liveness_walk_on_a_hand_computed_network():
     """image -> c1 -> c2 (+ image) -> add; every tensor 1x2x2x2 float32 = 32 bytes."""
     from resdist import memory as mm
