@@ -348,3 +348,34 @@ def test_transfer_bench_writes_the_digits_folder_and_runs_resumable_arms(tmp_pat
             transfer.main(["--work_dir", str(tmp_path / "refused")] + bad)
         assert exc.value.code == 2, bad
     assert not (tmp_path / "refused").exists()
+
+
+def test_int8_bench_compares_float_and_int8_resnet_and_plain(made_cifar10, tmp_path):
+    """bench/int8.py end to end on the tiny pair (random weights, generated CIFAR files): every variant measured,
+    and what onnxruntime made of each graph."""
+    import json
+
+    import int8
+    from resdist import checkpoint as ckpt_io
+    from resdist.models import create_model
+
+    specs = []
+    for arch in ("resnet8", "plain8"):
+        path = str(tmp_path / f"{arch}.ckpt")
+        ckpt_io.save(path, ckpt_io.network_params(create_model(arch, num_classes=10)),
+                     ckpt_io.network_identity(arch, "full" if arch.startswith("plain") else None))
+        specs.append(f"{arch}={path}")
+    out = tmp_path / "int8.json"
+    assert int8.main(["--data_path", made_cifar10, "--cifar", ",".join(specs), "--no_imagenet", "--batches", "1",
+                      "--calib_size", "32", "--rounds", "1", "--warmup", "0", "--runs", "2",
+                      "--output", str(out)]) == 0
+    rows = {r["net"]: r for r in json.load(open(out))["rows"]}
+    for row in rows.values():
+        assert row["int8_u8"]["bytes"] < row["fp32"]["bytes"] / 2  # int8 weights
+        for variant in int8.VARIANTS:
+            assert 0 <= row[variant]["top1"] <= 100 and row[variant]["ms_b1"] > 0
+    # uint8 activations: every convolution and every shortcut addition runs as an integer kernel
+    resnet, plain = rows["resnet8"]["int8_u8"]["ops"], rows["plain8"]["int8_u8"]["ops"]
+    assert resnet["QLinearConv"] == 9 and resnet["QLinearAdd"] == 3 and "Add" not in resnet and "Conv" not in resnet
+    assert plain["QLinearConv"] == 7 and "QLinearAdd" not in plain
+    assert rows["resnet8"]["fp32"]["ops"] == {"Conv": 9} and (tmp_path / "int8.png").is_file()
