@@ -18,7 +18,7 @@ import sys
 import time
 
 from benchutil import save_report  # bench/ is on sys.path when run as a script
-from train_throughput import NETS
+from train_throughput import NETS, PROCEDURES
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MARK = "ONEDNN_PROFILE_TIMED_STEPS_START"
@@ -75,7 +75,7 @@ def summarise(lines, steps):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--net", default="resnet20", choices=tuple(NETS))
-    parser.add_argument("--procedure", default="plain", choices=("teacher", "plain", "kd", "rd"))
+    parser.add_argument("--procedure", default="plain", choices=PROCEDURES)
     parser.add_argument("--steps", type=int, default=3, help="timed steps after compilation and warm-up")
     parser.add_argument("--top", type=int, default=20, help="rows printed")
     parser.add_argument("--output", default=os.path.join(ROOT, "bench", "results", "onednn_profile.json"))
