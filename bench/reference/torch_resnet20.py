@@ -27,6 +27,7 @@ from torch_reference import NETS, build_models  # noqa: E402
 
 MEAN = np.array((0.4914, 0.4822, 0.4465), np.float32)[:, None, None]
 STD = np.array((0.2470, 0.2435, 0.2616), np.float32)[:, None, None]
+BATCH, BASE_LR = 128, 0.1  # the MindSpore recipe's (configs/cifar10_converged.yaml)
 
 
 def load(root, files):
@@ -73,8 +74,8 @@ def main():
     xtr, ytr = load(args.data_dir, [f"data_batch_{i}.bin" for i in range(1, 5)])
     xva, yva = load(args.data_dir, ["data_batch_5.bin"])
     net = resnet20()
-    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=args.weight_decay)
-    steps = len(xtr) // 128
+    opt = torch.optim.SGD(net.parameters(), lr=BASE_LR, momentum=0.9, nesterov=True, weight_decay=args.weight_decay)
+    steps = len(xtr) // BATCH
     total, warm = args.epochs * steps, steps
     history, first = [], 0
     state_path = os.path.splitext(args.out)[0] + ".pt"
@@ -94,9 +95,9 @@ def main():
         correct = loss_sum = 0.0
         start = time.time()
         for s in range(steps):
-            idx = order[s * 128:(s + 1) * 128]
-            lr = 0.1 * (step + 1) / warm if step < warm else \
-                0.05 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
+            idx = order[s * BATCH:(s + 1) * BATCH]
+            lr = BASE_LR * (step + 1) / warm if step < warm else \
+                BASE_LR / 2 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
             for g in opt.param_groups:
                 g["lr"] = lr
             x, y = torch.from_numpy(augment(xtr[idx], rng)), torch.from_numpy(ytr[idx])
@@ -113,8 +114,8 @@ def main():
         with torch.no_grad():
             val = sum((net(torch.from_numpy(xva[i:i + 500])).argmax(1).numpy() == yva[i:i + 500]).sum()
                       for i in range(0, len(xva), 500))
-        rec = {"epoch": epoch + 1, "train_loss": loss_sum / steps, "train_acc": 100 * correct / (steps * 128),
-               "val_top1": 100 * float(val) / len(xva), "train_images_per_s": steps * 128 / train_s}
+        rec = {"epoch": epoch + 1, "train_loss": loss_sum / steps, "train_acc": 100 * correct / (steps * BATCH),
+               "val_top1": 100 * float(val) / len(xva), "train_images_per_s": steps * BATCH / train_s}
         history.append(rec)
         print(json.dumps(rec), flush=True)
         torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "epoch": epoch + 1}, state_path + ".tmp")
