@@ -88,7 +88,7 @@ The MindIR and ONNX files have BatchNorm folded into the convolutions (`python e
 onnxruntime and converts to an Ascend `.om` with `bash scripts/run_convert_om.sh`, the MindIR to a MindSpore Lite
 `.ms` with `bash scripts/run_convert_lite.sh`.
 
-INT8: `{model}.int8.onnx` (onnxruntime post-training quantization: QDQ, per-channel int8 weights, uint8
+INT8: `{model}.int8.onnx` (onnxruntime post-training quantization: QDQ, per-channel int8 weights, {activations}
 activations, calibrated on 512 training images) scores {int8_accuracy}% top-1 on the same {samples} images.
 
 ## Citation
@@ -177,7 +177,8 @@ def make_files(args, result, staging):
         run([os.path.join(ROOT, "export.py"), "--ckpt_file", base + ".ckpt", "--arch", args.arch, "--file_name",
              base, "--file_format", fmt, "--dataset", "cifar10"], f"export.py --file_format {fmt}")
     run([os.path.join(ROOT, "export.py"), "--onnx_file", base + ".onnx", "--file_name", base, "--file_format",
-         "ONNX", "--quantize", "int8", "--dataset", "cifar10", "--calib_data", args.data_path],
+         "ONNX", "--quantize", "int8", "--dataset", "cifar10", "--calib_data", args.data_path,
+         "--quant_activations", args.quant_activations],
         "export.py --quantize int8")
     int8_json = os.path.join(staging, "int8_eval.json")
     run([os.path.join(ROOT, "eval.py"), "--onnx", base + ".int8.onnx", "--arch", args.arch, "--dataset", "cifar10",
@@ -199,7 +200,8 @@ def make_files(args, result, staging):
                        evaluated_with=f"python eval.py --arch {args.arch} --dataset cifar10 --data_path DIR "
                                       f"--ckpt_file hub/assets/{args.model_name}.ckpt",
                        publisher=args.publisher, ckpt_name=f"hub/assets/{args.model_name}.ckpt",
-                       arch_title=args.arch.replace("plain", "plain-"), int8_accuracy=int8_accuracy)
+                       arch_title=args.arch.replace("plain", "plain-"), int8_accuracy=int8_accuracy,
+                       activations=args.quant_activations)
     with open(base + ".md", "w", encoding="utf-8") as f:
         f.write(card)
     staged = [base + "." + s for s in SUFFIXES] + [base + ".md"]
@@ -216,6 +218,10 @@ def main(argv=None):
     parser.add_argument("--trained_with", required=True, help="the command that trained it")
     parser.add_argument("--data_path", required=True, help="the CIFAR-10 folder: the INT8 model's calibration "
                                                             "images (training split) and its accuracy (data_batch_5)")
+    parser.add_argument("--quant_activations", choices=("uint8", "int8"), default="uint8",
+                        help="the INT8 file's activation type (export.py --quant_activations): uint8 is fastest "
+                             "for a ResNet in onnxruntime (its additions fuse), int8 can be faster for a plain "
+                             "network (docs/performance.md)")
     parser.add_argument("--repo_link", required=True)
     parser.add_argument("--hub_dir", default=os.path.join(ROOT, "hub"), help="where assets/ and mshub_res/ are")
     parser.add_argument("--publisher", default="resdist")

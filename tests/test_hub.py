@@ -161,11 +161,14 @@ def test_the_card_accuracy_is_what_eval_measures_on_real_data(path, real_cifar10
 
 def test_publishing_writes_an_int8_asset_with_its_measured_accuracy(made_cifar10, tmp_path):
     """scripts/make_hub_card.py into a scratch hub folder: the card lists the INT8 ONNX file with its sha256, and
-    the INT8 accuracy on the card is what eval.py --onnx measures on the same held-out images."""
+    the INT8 accuracy on the card is what eval.py --onnx measures on the same held-out images. Asked for int8
+    activations, the file has them and the card says so."""
     import json
     import re
     import subprocess
     import sys
+
+    import onnx
 
     import eval as eval_script
     from resdist.models import create_model
@@ -180,8 +183,8 @@ def test_publishing_writes_an_int8_asset_with_its_measured_accuracy(made_cifar10
     made = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "make_hub_card.py"), "--ckpt_file", ckpt,
                            "--arch", "plain8", "--model_name", "p8_test", "--eval_json", str(tmp_path / "eval.json"),
                            "--trained_with", "python train.py ...", "--data_path", made_cifar10, "--repo_link",
-                           "https://github.com/resdist/resdist", "--hub_dir", str(hub)],
-                          capture_output=True, text=True, env=env, timeout=900)
+                           "https://github.com/resdist/resdist", "--hub_dir", str(hub), "--quant_activations",
+                           "int8"], capture_output=True, text=True, env=env, timeout=900)
     assert made.returncode == 0, made.stderr[-3000:]
     header, body = check_card(str(hub / "mshub_res" / "assets" / "resdist" / "1.0" / "p8_test.md"), hub / "assets")
     assert [a["asset-link"].rsplit("/", 1)[-1] for a in header["asset"]][-1] == "p8_test.int8.onnx"
@@ -189,6 +192,12 @@ def test_publishing_writes_an_int8_asset_with_its_measured_accuracy(made_cifar10
     out = str(tmp_path / "int8.json")
     assert eval_script.main(common + ["--onnx", str(hub / "assets" / "p8_test.int8.onnx"), "--output_json", out]) == 0
     assert stated == round(json.load(open(out))["top1"], 2)
+    assert re.search(r"per-channel int8 weights, int8\s+activations", body)
+    graph = onnx.load(str(hub / "assets" / "p8_test.int8.onnx")).graph
+    zero_points = {i.name: i.data_type for i in graph.initializer}
+    activation_types = {zero_points[n.input[2]] for n in graph.node if n.op_type == "QuantizeLinear"
+                        and n.input[0] not in zero_points}  # quantizes a tensor computed at run time
+    assert activation_types == {onnx.TensorProto.INT8}
 
 
 # --- publishing refuses bad input before writing anything ------------------------------------------------------
