@@ -9,8 +9,9 @@ made of each INT8 graph (how many convolutions and additions it fused into integ
 Every INT8 model is made as ``export.py --quantize int8`` makes it (resdist.quantize: opset 13, QDQ, per-channel
 int8 weights, MinMax calibration on --calib_size images of the training split, evaluation transform), once with
 uint8 activations (the default) and once with int8 ones. ResNet-50 / plain-50 run at 224x224 with random weights
-(10 classes; calibrated on the JPEG folder's training images): latency and memory do not depend on the weights,
-so they have no accuracy column. Latency and memory come from bench/inference_latency.py's measurement (a fresh
+(10 classes; calibrated on --calib_size_224 of the JPEG folder's training images: onnxruntime's calibration keeps
+every tensor of every calibration call in memory, tens of MB an image at 224): latency and memory do not depend
+on the weights, so they have no accuracy column. Latency and memory come from bench/inference_latency.py's measurement (a fresh
 process per cell, median of --runs calls after --warmup; memory: peak resident minus resident before the session
 was built), interleaved over --rounds. Run on an otherwise idle machine.
 """
@@ -138,6 +139,8 @@ def main(argv=None):
     parser.add_argument("--no_imagenet", action="store_true", help="leave out ResNet-50 / plain-50 at 224")
     parser.add_argument("--batches", default="1,8")
     parser.add_argument("--calib_size", type=int, default=512)
+    parser.add_argument("--calib_size_224", type=int, default=32, help="calibration images of the 224x224 "
+                        "networks (random weights: their scales do not change the latency)")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--runs", type=int, default=30)
@@ -148,10 +151,31 @@ def main(argv=None):
     batches = [int(b) for b in args.batches.split(",")]
     specs = parse_specs(args)
     started = time.time()
-    folder = tempfile.mkdtemp()
+    from resdist.errors import UserError
+
+    try:
+        with tempfile.TemporaryDirectory(prefix="int8-bench-") as folder:
+            rows = run(specs, batches, folder, args)
+    except UserError as exc:  # e.g. fewer calibration images than asked for
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    report = {"command": portable_command(__file__, argv if argv is not None else sys.argv[1:]),
+              "date": time.strftime("%Y-%m-%d %H:%M"), "cpus": os.cpu_count(), "batches": batches,
+              "calib_size": args.calib_size, "calib_size_224": args.calib_size_224, "rounds": args.rounds,
+              "runs": args.runs, "onnxruntime": __import__("onnxruntime").__version__,
+              "wall_seconds": round(time.time() - started, 1), "rows": rows}
+    print_table(report)
+    save_report(report, args.output)
+    plot(report, os.path.splitext(args.output)[0] + ".png")
+    return 0
+
+
+def run(specs, batches, folder, args):
+    """Every network's files made in ``folder``, its top-1 and the interleaved latency rounds: the report's rows."""
     rows = []
     for spec in specs:
-        paths, facts = make_models(spec, folder, batches, args.calib_size)
+        paths, facts = make_models(spec, folder, batches, args.calib_size if spec["size"] == 32 else
+                                   args.calib_size_224)
         row = {"net": spec["name"], "arch": spec["arch"], "size": spec["size"],
                "checkpoint": os.path.relpath(spec["ckpt"], ROOT) if spec["ckpt"] else None, "paths": paths,
                **{v: dict(facts[v]) for v in VARIANTS}}
@@ -176,15 +200,7 @@ def main(argv=None):
                 row[variant][f"ms_b{batch}"] = statistics.median(s["median_ms"] for s in cell)
                 row[variant][f"peak_mb_b{batch}"] = statistics.median(s["peak_mb"] for s in cell)
         del row["paths"]
-    report = {"command": portable_command(__file__, argv if argv is not None else sys.argv[1:]),
-              "date": time.strftime("%Y-%m-%d %H:%M"), "cpus": os.cpu_count(), "batches": batches,
-              "calib_size": args.calib_size, "rounds": args.rounds, "runs": args.runs,
-              "onnxruntime": __import__("onnxruntime").__version__, "wall_seconds": round(time.time() - started, 1),
-              "rows": rows}
-    print_table(report)
-    save_report(report, args.output)
-    plot(report, os.path.splitext(args.output)[0] + ".png")
-    return 0
+    return rows
 
 
 def print_table(report):
