@@ -379,3 +379,25 @@ def test_int8_bench_compares_float_and_int8_resnet_and_plain(made_cifar10, tmp_p
     assert resnet["QLinearConv"] == 9 and resnet["QLinearAdd"] == 3 and "Add" not in resnet and "Conv" not in resnet
     assert plain["QLinearConv"] == 7 and "QLinearAdd" not in plain
     assert rows["resnet8"]["fp32"]["ops"] == {"Conv": 9} and (tmp_path / "int8.png").is_file()
+
+
+def test_int8_bench_refuses_too_few_calibration_images_and_writes_nothing(made_cifar10, tmp_path, capsys):
+    """More calibration images than the training split holds: one line naming the problem, no report, and no
+    temporary ONNX files left behind."""
+    import glob
+    import tempfile
+
+    import int8
+    from resdist import checkpoint as ckpt_io
+    from resdist.models import create_model
+
+    ckpt = str(tmp_path / "plain8.ckpt")
+    ckpt_io.save(ckpt, ckpt_io.network_params(create_model("plain8", num_classes=10)),
+                 ckpt_io.network_identity("plain8", "full"))
+    before = set(glob.glob(os.path.join(tempfile.gettempdir(), "int8-bench-*")))
+    out = tmp_path / "int8.json"
+    assert int8.main(["--data_path", made_cifar10, "--cifar", f"plain8={ckpt}", "--no_imagenet", "--batches", "1",
+                      "--calib_size", "1000000", "--output", str(out)]) == 2
+    assert "calib_size=1000000 but the training split has only" in capsys.readouterr().err
+    assert not out.exists() and not (tmp_path / "int8.png").exists()
+    assert set(glob.glob(os.path.join(tempfile.gettempdir(), "int8-bench-*"))) == before
