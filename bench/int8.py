@@ -11,9 +11,9 @@ int8 weights, MinMax calibration on --calib_size images of the training split, e
 uint8 activations (the default) and once with int8 ones. ResNet-50 / plain-50 run at 224x224 with random weights
 (10 classes; calibrated on --calib_size_224 of the JPEG folder's training images: onnxruntime's calibration keeps
 every tensor of every calibration call in memory, tens of MB an image at 224): latency and memory do not depend
-on the weights, so they have no accuracy column. Latency and memory come from bench/inference_latency.py's measurement (a fresh
-process per cell, median of --runs calls after --warmup; memory: peak resident minus resident before the session
-was built), interleaved over --rounds. Run on an otherwise idle machine.
+on the weights, so they have no accuracy column. Latency and memory come from bench/inference_latency.py's
+measurement (a fresh process per cell, median of --runs calls after --warmup; memory: peak resident minus
+resident before the session was built), interleaved over --rounds. Run on an otherwise idle machine.
 """
 import argparse
 import json
@@ -26,6 +26,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 from resdist import runtime  # noqa: E402
+from resdist.errors import UserError  # noqa: E402
 
 runtime.prefer_fast_cpu_kernels()
 
@@ -151,8 +152,6 @@ def main(argv=None):
     batches = [int(b) for b in args.batches.split(",")]
     specs = parse_specs(args)
     started = time.time()
-    from resdist.errors import UserError
-
     try:
         with tempfile.TemporaryDirectory(prefix="int8-bench-") as folder:
             rows = run(specs, batches, folder, args)
