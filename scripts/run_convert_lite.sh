@@ -52,13 +52,5 @@ if [ "$QUANT" = int8 ]; then
   CMD+=(--configFile="$CONFIG")
 fi
 if [ "$DRY_RUN" = 1 ]; then echo "${CMD[*]}"; exit 0; fi
-stamp() { stat -c '%i %s %y' "$1" 2>/dev/null || true; }  # inode, size, modification time (ns)
-BEFORE=$(stamp "$OUTPUT.ms")
-echo "${CMD[*]}"
-"${CMD[@]}"
-[ -f "$OUTPUT.ms" ] || { echo "error: converter_lite finished but $OUTPUT.ms is missing" >&2; exit 1; }
-if [ -n "$BEFORE" ] && [ "$(stamp "$OUTPUT.ms")" = "$BEFORE" ]; then
-  echo "error: converter_lite finished but did not write $OUTPUT.ms (the file there is the old one); see its output above" >&2
-  exit 1
-fi
-echo "wrote $OUTPUT.ms"
+source "$(dirname "$0")/converter_output.sh"
+run_converter converter_lite "$OUTPUT.ms" "${CMD[@]}"

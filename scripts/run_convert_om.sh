@@ -56,13 +56,5 @@ if ! command -v atc >/dev/null 2>&1; then
   echo "error: ATC not found on PATH: install Ascend's CANN toolkit and source its set_env.sh; nothing was converted" >&2
   exit 127
 fi
-stamp() { stat -c '%i %s %y' "$1" 2>/dev/null || true; }  # inode, size, modification time (ns)
-BEFORE=$(stamp "$OUTPUT.om")
-echo "${CMD[*]}"
-"${CMD[@]}"
-[ -f "$OUTPUT.om" ] || { echo "error: ATC finished but $OUTPUT.om is missing" >&2; exit 1; }
-if [ -n "$BEFORE" ] && [ "$(stamp "$OUTPUT.om")" = "$BEFORE" ]; then
-  echo "error: ATC finished but did not write $OUTPUT.om (the file there is the old one); see ATC's output above" >&2
-  exit 1
-fi
-echo "wrote $OUTPUT.om"
+source "$(dirname "$0")/converter_output.sh"
+run_converter ATC "$OUTPUT.om" "${CMD[@]}"
