@@ -228,6 +228,9 @@ OPTIONS += [
     Option("quant_activations", "uint8", "export --quantize int8: activation type. uint8: what onnxruntime's x86 "
            "CPU provider fuses completely (shortcut additions included); int8: symmetric, as many NPUs want",
            choices=("uint8", "int8"), scope="export"),
+    Option("reduce_range", True, "export --quantize int8: weights in 7 bits (onnxruntime's reduce_range), which "
+           "x86 CPUs without VNNI need: their integer kernels saturate with full 8-bit weights (README \"INT8\"); "
+           "false: full 8-bit weights, for CPUs with VNNI, ARM and NPUs", scope="export"),
     Option("onnx_file", "", "export --quantize int8: quantize this float ONNX file (written by export.py) instead "
            "of exporting ckpt_file", scope="export"),
 ]
