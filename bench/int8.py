@@ -7,8 +7,11 @@ made of each INT8 graph (how many convolutions and additions it fused into integ
     python bench/int8.py ... --cifar resnet20=A.ckpt,plain20=B.ckpt --no_imagenet   # other checkpoints
 
 Every INT8 model is made as ``export.py --quantize int8`` makes it (resdist.quantize: opset 13, QDQ, per-channel
-int8 weights, MinMax calibration on --calib_size images of the training split, evaluation transform), once with
-uint8 activations (the default) and once with int8 ones. ResNet-50 / plain-50 run at 224x224 with random weights
+int8 weights in 7 bits unless --reduce_range false, MinMax calibration on --calib_size images of the training
+split, evaluation transform), once with uint8 activations (the default) and once with int8 ones. Each INT8 top-1
+is measured twice: as onnxruntime runs the file on this CPU (its fused integer kernels), and as the QDQ graph
+defines it (graph optimisation off: what an NPU or a CPU with VNNI computes); x86 CPUs without VNNI saturate
+with 8-bit weights, so the two differ there (the report names the CPU's flags). ResNet-50 / plain-50 run at 224x224 with random weights
 (10 classes; calibrated on --calib_size_224 of the JPEG folder's training images: onnxruntime's calibration keeps
 every tensor of every calibration call in memory, tens of MB an image at 224): latency and memory do not depend
 on the weights, so they have no accuracy column. Latency and memory come from bench/inference_latency.py's
@@ -55,7 +58,7 @@ def optimized_ops(path):
     return {op: ops.count(op) for op in FUSED if op in ops}
 
 
-def make_models(spec, folder, batches, calib_size):
+def make_models(spec, folder, batches, calib_size, reduce_range=True):
     """Float and INT8 ONNX files of one network at every batch size: ({(variant, batch): path}, facts)."""
     import mindspore as ms
     import numpy as np
@@ -83,25 +86,42 @@ def make_models(spec, folder, batches, calib_size):
                                                                                     spec["size"]], 10, calib_size)
         for variant, activations in (("int8_u8", "uint8"), ("int8_s8", "int8")):
             paths[(variant, batch)] = f"{base}.{variant}.onnx"
-            quantize.quantize_onnx(base + ".onnx", paths[(variant, batch)], calib, activations)
+            quantize.quantize_onnx(base + ".onnx", paths[(variant, batch)], calib, activations,
+                                   reduce_range=reduce_range)
     for variant in VARIANTS:
         path = paths[(variant, batches[0])]
         facts[variant] = {"bytes": os.path.getsize(path), "ops": optimized_ops(path)}
     return paths, facts
 
 
-def top1(path, data_path):
-    """Top-1 (%) of an ONNX file on the held-out data_batch_5, as eval.py --onnx computes it."""
+def cpu_flags():
+    """The instruction sets that decide onnxruntime's x86 integer kernels (Linux; empty elsewhere)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return []
+    return sorted(set(flags) & {"avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512bw"})
+
+
+def top1(path, data_path, reference=False, images=0):
+    """Top-1 (%) of an ONNX file on the held-out data_batch_5 (its first ``images``; 0: all), as eval.py --onnx
+    computes it; ``reference``: with
+    onnxruntime's graph optimisation off, so the quantized values are computed exactly as the QDQ graph defines
+    them, by no integer kernel of this CPU (what an NPU or a CPU with VNNI computes; resdist.quantize)."""
     from resdist.build import build_dataset
     from resdist.config import Config
     from resdist.evaluate import evaluate
     from resdist.exported import load_exported
 
-    cfg = Config(dataset="cifar10", data_path=data_path, val_split="data_batch_5", batch_size=500, image_size=32,
+    batch = min(500, images or 500)
+    cfg = Config(dataset="cifar10", data_path=data_path, val_split="data_batch_5", batch_size=batch, image_size=32,
                  num_parallel_workers=2, synthetic_train_size=1, synthetic_val_size=1, num_classes=10,
                  train_subset=0)
     dataset, _ = build_dataset(cfg, "val")
-    return evaluate(None, dataset, load_exported(path).predict)["top1"]
+    if images:
+        dataset = dataset.take(-(-images // batch))
+    return evaluate(None, dataset, load_exported(path, optimize=not reference).predict)["top1"]
 
 
 def measure(path, batch, size, args):
@@ -142,6 +162,10 @@ def main(argv=None):
     parser.add_argument("--calib_size", type=int, default=512)
     parser.add_argument("--calib_size_224", type=int, default=32, help="calibration images of the 224x224 "
                         "networks (random weights: their scales do not change the latency)")
+    parser.add_argument("--reduce_range", choices=("true", "false"), default="true", help="INT8 weights in 7 "
+                        "bits (export.py's default) or, false, in 8 (which saturates on x86 CPUs without VNNI)")
+    parser.add_argument("--val_images", type=int, default=0, help="top-1 on the first N images of data_batch_5 "
+                        "(0: all 10,000)")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--runs", type=int, default=30)
@@ -161,6 +185,8 @@ def main(argv=None):
     report = {"command": portable_command(__file__, argv if argv is not None else sys.argv[1:]),
               "date": time.strftime("%Y-%m-%d %H:%M"), "cpus": os.cpu_count(), "batches": batches,
               "calib_size": args.calib_size, "calib_size_224": args.calib_size_224, "rounds": args.rounds,
+              "weight_bits": 7 if args.reduce_range == "true" else 8, "cpu_flags": cpu_flags(),
+              "val_images": args.val_images or 10000,
               "runs": args.runs, "onnxruntime": __import__("onnxruntime").__version__,
               "wall_seconds": round(time.time() - started, 1), "rows": rows}
     print_table(report)
@@ -174,14 +200,18 @@ def run(specs, batches, folder, args):
     rows = []
     for spec in specs:
         paths, facts = make_models(spec, folder, batches, args.calib_size if spec["size"] == 32 else
-                                   args.calib_size_224)
+                                   args.calib_size_224, args.reduce_range == "true")
         row = {"net": spec["name"], "arch": spec["arch"], "size": spec["size"],
                "checkpoint": os.path.relpath(spec["ckpt"], ROOT) if spec["ckpt"] else None, "paths": paths,
                **{v: dict(facts[v]) for v in VARIANTS}}
         if spec["ckpt"]:
             for variant in VARIANTS:
-                row[variant]["top1"] = top1(paths[(variant, batches[0])], args.data_path)
-                print(f"{spec['name']:12s} {variant:8s} top-1 {row[variant]['top1']:.2f}%", flush=True)
+                path = paths[(variant, max(batches))]  # the same model at every batch size: the fastest
+                row[variant]["top1"] = top1(path, args.data_path, images=args.val_images)
+                if variant != "fp32":
+                    row[variant]["top1_reference"] = top1(path, args.data_path, True, args.val_images)
+                print(f"{spec['name']:12s} {variant:8s} top-1 {row[variant]['top1']:.2f}% (reference: "
+                      f"{row[variant].get('top1_reference', row[variant]['top1']):.2f}%)", flush=True)
         rows.append(row)
     samples = {}
     for r in range(args.rounds):
@@ -203,12 +233,15 @@ def run(specs, batches, folder, args):
 
 
 def print_table(report):
-    print(f"\n{'net':12s} {'variant':8s} {'top-1':>7s} {'MB':>6s} " + " ".join(
+    print(f"\nINT8 weights in {report['weight_bits']} bits; CPU: {' '.join(report['cpu_flags']) or '?'}; top-1 ref: "
+          "the QDQ graph computed without this CPU's integer kernels")
+    print(f"{'net':12s} {'variant':8s} {'top-1':>7s} {'ref':>7s} {'MB':>6s} " + " ".join(
         f"{'ms b' + str(b):>8s} {'peak b' + str(b):>8s}" for b in report["batches"]) + "  fused by onnxruntime")
     for row in report["rows"]:
         for variant in VARIANTS:
             cell = row[variant]
             acc = f"{cell['top1']:6.2f}%" if "top1" in cell else "      -"
+            acc += f" {cell['top1_reference']:6.2f}%" if "top1_reference" in cell else "       -"
             times = " ".join(f"{cell[f'ms_b{b}']:8.2f} {cell[f'peak_mb_b{b}']:8.1f}" for b in report["batches"])
             print(f"{row['net']:12s} {variant:8s} {acc} {cell['bytes'] / 2**20:6.2f} {times}  {cell['ops']}")
 

@@ -367,13 +367,18 @@ def test_int8_bench_compares_float_and_int8_resnet_and_plain(made_cifar10, tmp_p
         specs.append(f"{arch}={path}")
     out = tmp_path / "int8.json"
     assert int8.main(["--data_path", made_cifar10, "--cifar", ",".join(specs), "--no_imagenet", "--batches", "1",
-                      "--calib_size", "32", "--rounds", "1", "--warmup", "0", "--runs", "2",
-                      "--output", str(out)]) == 0
-    rows = {r["net"]: r for r in json.load(open(out))["rows"]}
+                      "--calib_size", "32", "--val_images", "1000", "--rounds", "1", "--warmup", "0", "--runs",
+                      "2", "--output", str(out)]) == 0
+    report = json.load(open(out))
+    assert report["weight_bits"] == 7 and isinstance(report["cpu_flags"], list) and report["val_images"] == 1000
+    rows = {r["net"]: r for r in report["rows"]}
     for row in rows.values():
         assert row["int8_u8"]["bytes"] < row["fp32"]["bytes"] / 2  # int8 weights
         for variant in int8.VARIANTS:
             assert 0 <= row[variant]["top1"] <= 100 and row[variant]["ms_b1"] > 0
+            # INT8 top-1 also as the QDQ graph defines it (no integer kernels); float has one figure
+            assert (0 <= row[variant]["top1_reference"] <= 100) if variant != "fp32" else \
+                "top1_reference" not in row[variant]
     # uint8 activations: every convolution and every shortcut addition runs as an integer kernel
     resnet, plain = rows["resnet8"]["int8_u8"]["ops"], rows["plain8"]["int8_u8"]["ops"]
     assert resnet["QLinearConv"] == 9 and resnet["QLinearAdd"] == 3 and "Add" not in resnet and "Conv" not in resnet

@@ -49,10 +49,11 @@ def file_format(path):
         return {b"\x0a": "mindir", b"\x08": "onnx"}.get(f.read(1))
 
 
-def load_exported(path, expected=None):
+def load_exported(path, expected=None, optimize=True):
     """Load an exported MindIR file with MindSpore or an ONNX file with onnxruntime (``expected``: the format
     the caller was told it is; default: by its suffix). A missing, empty, corrupt or truncated file, or one of
-    the other format, is refused with one line."""
+    the other format, is refused with one line. ``optimize=False`` (ONNX): onnxruntime's graph optimisation off,
+    so an INT8 (QDQ) graph is computed as written, without fusing it into this CPU's integer kernels."""
     if not os.path.isfile(path):
         raise ConfigError(f"exported model {path} does not exist")
     expected = expected or ("mindir" if path.endswith(".mindir") else "onnx" if path.endswith(".onnx") else None)
@@ -66,7 +67,7 @@ def load_exported(path, expected=None):
             f"not a{'n' if expected == 'onnx' else ''} {name[expected]} file")
         raise ConfigError(f"exported model {path} is {what}")
     try:
-        loaded = _load_mindir(path) if expected == "mindir" else _load_onnx(path)
+        loaded = _load_mindir(path) if expected == "mindir" else _load_onnx(path, optimize)
     except ConfigError:
         raise
     except Exception as exc:  # the runtime's own parse errors; the file is untrusted input
@@ -100,12 +101,15 @@ def _load_mindir(path):
             _mindir_ops(model))
 
 
-def _load_onnx(path):
+def _load_onnx(path, optimize=True):
     try:
         import onnxruntime as ort
     except ImportError:
         raise ConfigError("running an ONNX file needs onnxruntime: pip install onnxruntime") from None
-    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    if not optimize:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     return ((lambda images: session.run(None, {name: images})[0]), list(session.get_inputs()[0].shape),
             list(session.get_outputs()[0].shape), dict(session.get_modelmeta().custom_metadata_map),
