@@ -28,7 +28,8 @@ def run(cfg, cpu_note):
     ops = result["ops"]
     shape = "x".join(map(str, result["input_shape"]))
     if result.get("quantized"):
-        print(f"exported {cfg.arch} (INT8 ONNX: QDQ, per-channel int8 weights in {result['weight_bits']} bits, "
+        print(f"exported {cfg.arch} (INT8 ONNX: QDQ, per-channel int8 weights ({result['first_conv_weights']} in "
+              f"the first convolution), "
               f"{result['activations']} activations, "
               f"{result['calib_method']} calibration on {result['calib_split']}; input {shape}) to {result['file']}: "
               f"{result['bytes'] / 2**20:.2f} MB (float {result['float_bytes'] / 2**20:.2f} MB)")

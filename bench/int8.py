@@ -7,11 +7,12 @@ made of each INT8 graph (how many convolutions and additions it fused into integ
     python bench/int8.py ... --cifar resnet20=A.ckpt,plain20=B.ckpt --no_imagenet   # other checkpoints
 
 Every INT8 model is made as ``export.py --quantize int8`` makes it (resdist.quantize: opset 13, QDQ, per-channel
-int8 weights in 7 bits unless --reduce_range false, MinMax calibration on --calib_size images of the training
-split, evaluation transform), once with uint8 activations (the default) and once with int8 ones. Each INT8 top-1
-is measured twice: as onnxruntime runs the file on this CPU (its fused integer kernels), and as the QDQ graph
-defines it (graph optimisation off: what an NPU or a CPU with VNNI computes); x86 CPUs without VNNI saturate
-with 8-bit weights, so the two differ there (the report names the CPU's flags). ResNet-50 / plain-50 run at 224x224 with random weights
+int8 weights, uint8 in the first convolution unless --first_conv_weights int8, MinMax calibration on
+--calib_size images of the training split, evaluation transform), once with uint8 activations (the default) and
+once with int8 ones. Each INT8 top-1 is measured twice: as onnxruntime runs the file on this CPU (its fused
+integer kernels), and as the QDQ graph defines it (graph optimisation off: what an NPU or a CPU with VNNI
+computes); x86 CPUs without VNNI saturate with int8 weights in the first convolution, so the two differ there
+(the report names the CPU's flags). ResNet-50 / plain-50 run at 224x224 with random weights
 (10 classes; calibrated on --calib_size_224 of the JPEG folder's training images: onnxruntime's calibration keeps
 every tensor of every calibration call in memory, tens of MB an image at 224): latency and memory do not depend
 on the weights, so they have no accuracy column. Latency and memory come from bench/inference_latency.py's
@@ -58,7 +59,7 @@ def optimized_ops(path):
     return {op: ops.count(op) for op in FUSED if op in ops}
 
 
-def make_models(spec, folder, batches, calib_size, reduce_range=True):
+def make_models(spec, folder, batches, calib_size, first_conv_weights="uint8"):
     """Float and INT8 ONNX files of one network at every batch size: ({(variant, batch): path}, facts)."""
     import mindspore as ms
     import numpy as np
@@ -87,7 +88,7 @@ def make_models(spec, folder, batches, calib_size, reduce_range=True):
         for variant, activations in (("int8_u8", "uint8"), ("int8_s8", "int8")):
             paths[(variant, batch)] = f"{base}.{variant}.onnx"
             quantize.quantize_onnx(base + ".onnx", paths[(variant, batch)], calib, activations,
-                                   reduce_range=reduce_range)
+                                   first_conv_weights=first_conv_weights)
     for variant in VARIANTS:
         path = paths[(variant, batches[0])]
         facts[variant] = {"bytes": os.path.getsize(path), "ops": optimized_ops(path)}
@@ -162,8 +163,8 @@ def main(argv=None):
     parser.add_argument("--calib_size", type=int, default=512)
     parser.add_argument("--calib_size_224", type=int, default=32, help="calibration images of the 224x224 "
                         "networks (random weights: their scales do not change the latency)")
-    parser.add_argument("--reduce_range", choices=("true", "false"), default="true", help="INT8 weights in 7 "
-                        "bits (export.py's default) or, false, in 8 (which saturates on x86 CPUs without VNNI)")
+    parser.add_argument("--first_conv_weights", choices=("uint8", "int8"), default="uint8", help="weights of the "
+                        "convolution reading the image (export.py's option; int8 saturates on x86 without VNNI)")
     parser.add_argument("--val_images", type=int, default=0, help="top-1 on the first N images of data_batch_5 "
                         "(0: all 10,000)")
     parser.add_argument("--rounds", type=int, default=2)
@@ -185,7 +186,7 @@ def main(argv=None):
     report = {"command": portable_command(__file__, argv if argv is not None else sys.argv[1:]),
               "date": time.strftime("%Y-%m-%d %H:%M"), "cpus": os.cpu_count(), "batches": batches,
               "calib_size": args.calib_size, "calib_size_224": args.calib_size_224, "rounds": args.rounds,
-              "weight_bits": 7 if args.reduce_range == "true" else 8, "cpu_flags": cpu_flags(),
+              "first_conv_weights": args.first_conv_weights, "cpu_flags": cpu_flags(),
               "val_images": args.val_images or 10000,
               "runs": args.runs, "onnxruntime": __import__("onnxruntime").__version__,
               "wall_seconds": round(time.time() - started, 1), "rows": rows}
@@ -200,7 +201,7 @@ def run(specs, batches, folder, args):
     rows = []
     for spec in specs:
         paths, facts = make_models(spec, folder, batches, args.calib_size if spec["size"] == 32 else
-                                   args.calib_size_224, args.reduce_range == "true")
+                                   args.calib_size_224, args.first_conv_weights)
         row = {"net": spec["name"], "arch": spec["arch"], "size": spec["size"],
                "checkpoint": os.path.relpath(spec["ckpt"], ROOT) if spec["ckpt"] else None, "paths": paths,
                **{v: dict(facts[v]) for v in VARIANTS}}
@@ -233,8 +234,8 @@ def run(specs, batches, folder, args):
 
 
 def print_table(report):
-    print(f"\nINT8 weights in {report['weight_bits']} bits; CPU: {' '.join(report['cpu_flags']) or '?'}; top-1 ref: "
-          "the QDQ graph computed without this CPU's integer kernels")
+    print(f"\nINT8: {report['first_conv_weights']} weights in the first convolution; CPU: "
+          f"{' '.join(report['cpu_flags']) or '?'}; ref: top-1 of the QDQ graph without this CPU's integer kernels")
     print(f"{'net':12s} {'variant':8s} {'top-1':>7s} {'ref':>7s} {'MB':>6s} " + " ".join(
         f"{'ms b' + str(b):>8s} {'peak b' + str(b):>8s}" for b in report["batches"]) + "  fused by onnxruntime")
     for row in report["rows"]:

@@ -88,10 +88,10 @@ The MindIR and ONNX files have BatchNorm folded into the convolutions (`python e
 onnxruntime and converts to an Ascend `.om` with `bash scripts/run_convert_om.sh`, the MindIR to a MindSpore Lite
 `.ms` with `bash scripts/run_convert_lite.sh`.
 
-INT8: `{model}.int8.onnx` (onnxruntime post-training quantization: QDQ, per-channel int8 weights in 7 bits,
-{activations} activations, calibrated on 512 training images) scores {int8_accuracy}% top-1 on the same {samples}
-images. Its weights use 7 of the 8 bits (onnxruntime's `reduce_range`) because onnxruntime's integer kernels on
-x86 CPUs without VNNI saturate with full 8-bit weights.
+INT8: `{model}.int8.onnx` (onnxruntime post-training quantization: QDQ, per-channel int8 weights, uint8 in the
+first convolution, {activations} activations, calibrated on 512 training images) scores {int8_accuracy}% top-1 on
+the same {samples} images. The first convolution's weights are uint8 because there, on the full-range image,
+onnxruntime's int8 kernels saturate on x86 CPUs without VNNI.
 
 ## Citation
 

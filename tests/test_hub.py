@@ -172,6 +172,7 @@ def test_publishing_writes_an_int8_asset_with_its_measured_accuracy(made_cifar10
 
     import eval as eval_script
     from resdist.models import create_model
+    from test_quantize import conv_weight_types
 
     ckpt = str(tmp_path / "best.ckpt")
     ckpt_io.save(ckpt, ckpt_io.network_params(create_model("plain8", num_classes=10)),
@@ -192,15 +193,14 @@ def test_publishing_writes_an_int8_asset_with_its_measured_accuracy(made_cifar10
     out = str(tmp_path / "int8.json")
     assert eval_script.main(common + ["--onnx", str(hub / "assets" / "p8_test.int8.onnx"), "--output_json", out]) == 0
     assert stated == round(json.load(open(out))["top1"], 2)
-    assert re.search(r"per-channel int8 weights in 7 bits,\s+int8\s+activations", body)
+    assert re.search(r"per-channel int8 weights, uint8 in the\s+first convolution, int8 activations", body)
     graph = onnx.load(str(hub / "assets" / "p8_test.int8.onnx")).graph
     zero_points = {i.name: i.data_type for i in graph.initializer}
     activation_types = {zero_points[n.input[2]] for n in graph.node if n.op_type == "QuantizeLinear"
                         and n.input[0] not in zero_points}  # quantizes a tensor computed at run time
     assert activation_types == {onnx.TensorProto.INT8}
-    weight_levels = max(int(np.abs(onnx.numpy_helper.to_array(t).astype(np.int32)).max()) for t in graph.initializer
-                        if t.data_type == onnx.TensorProto.INT8 and len(t.dims) == 4)
-    assert weight_levels == 64  # 7-bit weights, as the card says
+    weight_types = conv_weight_types(str(hub / "assets" / "p8_test.int8.onnx"))
+    assert weight_types == [onnx.TensorProto.UINT8] + [onnx.TensorProto.INT8] * 6  # as the card says
 
 
 # --- publishing refuses bad input before writing anything ------------------------------------------------------

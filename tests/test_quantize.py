@@ -36,12 +36,12 @@ def _zero_point_types(path):
             if t.name in zero_points}
 
 
-def _weight_levels(path):
-    """The largest |quantized value| of the convolution weights (per channel, each channel's largest weight maps
-    to the end of the range: 64 in 7 bits, 127 in 8)."""
-    model = onnx.load(path)
-    return max(int(np.abs(onnx.numpy_helper.to_array(t).astype(np.int32)).max()) for t in model.graph.initializer
-               if t.data_type == onnx.TensorProto.INT8 and len(t.dims) == 4)
+def conv_weight_types(path):
+    """The stored type of each convolution's weights in an INT8 (QDQ) file, in graph order."""
+    graph = onnx.load(path).graph
+    types = {t.name: t.data_type for t in graph.initializer}
+    dequantized = {n.output[0]: n.input[0] for n in graph.node if n.op_type == "DequantizeLinear"}
+    return [types[dequantized[n.input[1]]] for n in graph.node if n.op_type == "Conv"]
 
 
 def test_int8_export_is_quantized_per_channel_checked_and_read_by_eval(plain8_ckpt, made_jpegs, tmp_path, capsys):
@@ -64,8 +64,9 @@ def test_int8_export_is_quantized_per_channel_checked_and_read_by_eval(plain8_ck
     assert len(weight_dq) == 1 + 6
     assert all(initializers[n.input[1]].dims[0] == initializers[n.input[0]].dims[0] for n in weight_dq)
     assert _zero_point_types(path) == {np.dtype(np.uint8)}
-    # 7-bit weights by default (onnxruntime's reduce_range: x86 CPUs without VNNI saturate with full 8-bit ones)
-    assert _weight_levels(path) == 64 and "per-channel int8 weights in 7 bits" in printed
+    # uint8 weights in the first convolution (onnxruntime's x86 int8 kernels saturate on the image without VNNI)
+    assert conv_weight_types(path) == [onnx.TensorProto.UINT8] + [onnx.TensorProto.INT8] * 6
+    assert "per-channel int8 weights (uint8 in the first convolution)" in printed
     # a quarter of the float32 weights, plus per-channel scales, zero points and the graph
     float_bytes = 4 * sum(p.size for p in create_model("plain8", num_classes=10).trainable_params())
     assert os.path.getsize(path) < 0.35 * float_bytes
@@ -87,26 +88,28 @@ def test_int8_from_a_float_onnx_file_with_int8_activations_and_already_quantized
                                "--file_format", "ONNX"]) == 0
     argv = ["--onnx_file", str(float_base) + ".onnx", "--file_format", "ONNX", "--dataset", "imagefolder",
             "--quantize", "int8", "--calib_data", made_jpegs, "--calib_size", "64", "--quant_activations", "int8",
-            "--calib_method", "percentile", "--reduce_range", "false"]
+            "--calib_method", "percentile", "--first_conv_weights", "int8"]
     assert export_script.main(argv) == 0
     path = str(float_base) + ".int8.onnx"  # the default name: beside the float file
-    assert _zero_point_types(path) == {np.dtype(np.int8)} and _weight_levels(path) == 127
-    assert "weights in 8 bits, int8 activations, percentile calibration on 64 images" in capsys.readouterr().out
+    assert _zero_point_types(path) == {np.dtype(np.int8)}
+    assert conv_weight_types(path) == [onnx.TensorProto.INT8] * 7
+    assert "(int8 in the first convolution), int8 activations, percentile calibration on 64 images" in \
+        capsys.readouterr().out
     _refused(["--onnx_file", path] + argv[2:] + ["--file_name", str(tmp_path / "again")], tmp_path, capsys,
              "is already quantized (it has DequantizeLinear, QuantizeLinear nodes)")
 
 
-@pytest.mark.parametrize("reduce_range,hint", [
-    ("true", "Try --calib_method entropy or percentile, or more --calib_size"),
-    ("false", "On an x86 CPU without VNNI pass --reduce_range true"),
+@pytest.mark.parametrize("first_conv_weights,hint", [
+    ("uint8", "Try --calib_method entropy or percentile, or more --calib_size"),
+    ("int8", "On an x86 CPU without VNNI pass --first_conv_weights uint8"),
 ])
 def test_an_int8_model_that_fails_its_check_is_not_written(plain8_ckpt, made_jpegs, tmp_path, capsys, monkeypatch,
-                                                          reduce_range, hint):
+                                                          first_conv_weights, hint):
     import resdist.quantize
 
     monkeypatch.setattr(resdist.quantize, "MIN_TOP1_AGREEMENT", 1.01)  # no model can pass: the refusal path
-    assert export_script.main(_int8_argv(plain8_ckpt, tmp_path / "p8", made_jpegs, "--reduce_range",
-                                         reduce_range)) == 2
+    assert export_script.main(_int8_argv(plain8_ckpt, tmp_path / "p8", made_jpegs, "--first_conv_weights",
+                                         first_conv_weights)) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "the INT8 model's top-1 class agrees with the float model's on only" in err
     assert "nothing was written" in err and hint in err

@@ -228,9 +228,10 @@ OPTIONS += [
     Option("quant_activations", "uint8", "export --quantize int8: activation type. uint8: what onnxruntime's x86 "
            "CPU provider fuses completely (shortcut additions included); int8: symmetric, as many NPUs want",
            choices=("uint8", "int8"), scope="export"),
-    Option("reduce_range", True, "export --quantize int8: weights in 7 bits (onnxruntime's reduce_range), which "
-           "x86 CPUs without VNNI need: their integer kernels saturate with full 8-bit weights (README \"INT8\"); "
-           "false: full 8-bit weights, for CPUs with VNNI, ARM and NPUs", scope="export"),
+    Option("first_conv_weights", "uint8", "export --quantize int8: weights of the convolution that reads the "
+           "image. uint8: onnxruntime then runs it with a kernel that does not saturate on x86 CPUs without VNNI "
+           "(with int8 weights there, those CPUs lose accuracy: README \"INT8\"); int8: symmetric int8 weights "
+           "throughout, for runtimes that want them", choices=("uint8", "int8"), scope="export"),
     Option("onnx_file", "", "export --quantize int8: quantize this float ONNX file (written by export.py) instead "
            "of exporting ckpt_file", scope="export"),
 ]

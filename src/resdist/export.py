@@ -290,13 +290,13 @@ def export_int8(cfg):
                                                      record)
         int8_path = os.path.join(staging.folder, "model.int8.onnx")
         quantize.quantize_onnx(float_path, int8_path, calib, cfg.quant_activations, cfg.calib_method,
-                               cfg.reduce_range)
+                               cfg.first_conv_weights)
         record_onnx(int8_path, {**record, RECORD_PREFIX + "quantized": "int8"})
         check = quantize.compare_with_float(load_exported(float_path).predict, load_exported(int8_path).predict,
                                             calib)
         ops = graph_ops(int8_path)
         result = {"file": path, "format": "ONNX", "quantized": "int8", "input_shape": shape,
-                  "activations": cfg.quant_activations, "weight_bits": 7 if cfg.reduce_range else 8,
+                  "activations": cfg.quant_activations, "first_conv_weights": cfg.first_conv_weights,
                   "calib_method": cfg.calib_method, "calib_split": split,
                   "ops": {op: ops.count(op) for op in sorted(set(ops))}, "float_max_abs_diff": float_check,
                   "float_bytes": os.path.getsize(float_path), "bytes": os.path.getsize(int8_path),
@@ -307,7 +307,8 @@ def export_int8(cfg):
                                    f"images (at least {100 * quantize.MIN_TOP1_AGREEMENT:.0f}% needed); nothing "
                                    f"was written. " + (
                                        "Try --calib_method entropy or percentile, or more --calib_size"
-                                       if cfg.reduce_range else "On an x86 CPU without VNNI pass --reduce_range "
-                                       "true (full-range weights saturate its integer kernels)"))
+                                       if cfg.first_conv_weights == "uint8" else "On an x86 CPU without VNNI pass "
+                                       "--first_conv_weights uint8 (int8 weights there saturate its integer "
+                                       "kernels)"))
         staging.publish(int8_path)
     return result
