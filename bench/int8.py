@@ -107,9 +107,9 @@ def cpu_flags():
 
 def top1(path, data_path, reference=False, images=0):
     """Top-1 (%) of an ONNX file on the held-out data_batch_5 (its first ``images``; 0: all), as eval.py --onnx
-    computes it; ``reference``: with
-    onnxruntime's graph optimisation off, so the quantized values are computed exactly as the QDQ graph defines
-    them, by no integer kernel of this CPU (what an NPU or a CPU with VNNI computes; resdist.quantize)."""
+    computes it; ``reference``: with onnxruntime's graph optimisation off, so the quantized values are computed
+    exactly as the QDQ graph defines them, by no integer kernel of this CPU (what an NPU or a CPU with VNNI
+    computes; resdist.quantize)."""
     from resdist.build import build_dataset
     from resdist.config import Config
     from resdist.evaluate import evaluate

@@ -22,7 +22,7 @@ full-range input, and that is where it happens (later layers read ReLU outputs, 
 weights onnxruntime takes its uint8 x uint8 kernel there, which does not saturate, at full 8-bit precision.
 Measured on an AVX2-only machine (README "INT8"): the converged ResNet-20 scores 87.92% in float, 86.56% in INT8
 with int8 weights throughout, 87.84% when the same file is computed without this CPU's integer kernels (as a
-CPU with VNNI or an NPU computes it), and 87.87% with the first convolution's weights in uint8.
+CPU with VNNI or an NPU computes it), and 87.90% with the first convolution's weights in uint8.
 onnxruntime's own remedy, 7-bit weights everywhere (``reduce_range``), cost the short study's plain-56 0.3-0.4
 points more. ``first_conv_weights: int8`` keeps symmetric int8 weights throughout, for runtimes that want them.
 """
