@@ -28,8 +28,9 @@ def run(cfg, cpu_note):
     ops = result["ops"]
     shape = "x".join(map(str, result["input_shape"]))
     if result.get("quantized"):
-        print(f"exported {cfg.arch} (INT8 ONNX: QDQ, per-channel int8 weights ({result['first_conv_weights']} in "
-              f"the first convolution), "
+        first = result["first_conv_weights"]
+        print(f"exported {cfg.arch} (INT8 ONNX: QDQ, per-channel int8 weights ("
+              f"{first + ' in the first convolution' if first else 'no convolution reads the input'}), "
               f"{result['activations']} activations, "
               f"{result['calib_method']} calibration on {result['calib_split']}; input {shape}) to {result['file']}: "
               f"{result['bytes'] / 2**20:.2f} MB (float {result['float_bytes'] / 2**20:.2f} MB)")

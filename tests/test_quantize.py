@@ -222,3 +222,22 @@ def test_calibration_batches_fill_the_models_fixed_batch():
     reader = _Batches(np.arange(10, dtype=np.float32).reshape(5, 2), 2, "x")
     batches = [b["x"] for b in iter(reader.get_next, None)]
     assert [len(b) for b in batches] == [2, 2, 2] and np.array_equal(batches[2][1], [0, 1])
+
+
+def test_the_first_convolution_is_the_one_reading_the_input():
+    """Its weights are the ones given uint8 (first_conv_weights); a graph whose input reaches a convolution only
+    through another op has none, and then nothing is overridden."""
+    from onnx import TensorProto, helper
+
+    from resdist.quantize import first_conv_weight
+
+    def graph(nodes):
+        weights = [helper.make_tensor(name, TensorProto.FLOAT, [4, 3, 3, 3], [0.0] * 108) for name in ("w1", "w2")]
+        return helper.make_model(helper.make_graph(
+            nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], weights))
+
+    direct = graph([helper.make_node("Conv", ["x", "w1"], ["h"]), helper.make_node("Conv", ["h", "w2"], ["y"])])
+    assert first_conv_weight(direct) == "w1"
+    through = graph([helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Conv", ["r", "w2"], ["y"])])
+    assert first_conv_weight(through) is None

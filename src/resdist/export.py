@@ -289,14 +289,14 @@ def export_int8(cfg):
             float_path, float_check = _write_checked(deployed, images, reference, "ONNX", staging.export_folder,
                                                      record)
         int8_path = os.path.join(staging.folder, "model.int8.onnx")
-        quantize.quantize_onnx(float_path, int8_path, calib, cfg.quant_activations, cfg.calib_method,
-                               cfg.first_conv_weights)
+        first_conv = quantize.quantize_onnx(float_path, int8_path, calib, cfg.quant_activations,
+                                            cfg.calib_method, cfg.first_conv_weights)
         record_onnx(int8_path, {**record, RECORD_PREFIX + "quantized": "int8"})
         check = quantize.compare_with_float(load_exported(float_path).predict, load_exported(int8_path).predict,
                                             calib)
         ops = graph_ops(int8_path)
         result = {"file": path, "format": "ONNX", "quantized": "int8", "input_shape": shape,
-                  "activations": cfg.quant_activations, "first_conv_weights": cfg.first_conv_weights,
+                  "activations": cfg.quant_activations, "first_conv_weights": first_conv,
                   "calib_method": cfg.calib_method, "calib_split": split,
                   "ops": {op: ops.count(op) for op in sorted(set(ops))}, "float_max_abs_diff": float_check,
                   "float_bytes": os.path.getsize(float_path), "bytes": os.path.getsize(int8_path),

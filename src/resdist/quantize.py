@@ -131,7 +131,8 @@ def first_conv_weight(model):
 def quantize_onnx(float_path, int8_path, images, activations="uint8", method="minmax", first_conv_weights="uint8"):
     """Write the INT8 (QDQ) version of the float ONNX model ``float_path`` to ``int8_path``, calibrated on
     ``images``; per-channel int8 weights (``first_conv_weights`` uint8 or int8 in the convolution reading the
-    input), ``activations`` uint8 or int8. The opset-13 copy is written beside ``int8_path`` and removed."""
+    input), ``activations`` uint8 or int8. The opset-13 copy is written beside ``int8_path`` and removed.
+    Returns the first convolution's weight type as written (None: no convolution reads the input)."""
     onnx = require_onnx()
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
@@ -153,6 +154,7 @@ def quantize_onnx(float_path, int8_path, images, activations="uint8", method="mi
         for leftover in (converted, converted + ".data"):
             if os.path.exists(leftover):
                 os.remove(leftover)
+    return first_conv_weights if first else None
 
 
 def compare_with_float(float_predict, int8_predict, images):
