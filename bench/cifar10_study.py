@@ -17,7 +17,8 @@ its run folder's last.ckpt (``train.py --resume auto``); a student waits for its
 writes bench/results/<study folder>/<row>.json, the table and plot are regenerated, and --after_row (if given)
 runs on those files, e.g. to commit them. Run folders (checkpoints, logs) stay under --output_dir, outside git;
 --snapshot copies an unfinished row's resumable files into the results folder, to be committed and continued on
-another machine (a row can outlast a working session, and the next session may get a fresh machine).
+another machine (a row can outlast a working session, and the next session may get a fresh machine);
+--snapshot_minutes M does the same every M minutes while a row trains.
 """
 import argparse
 import fcntl
@@ -251,6 +252,28 @@ def after_row(command, row, study, files, message=""):
         print(f"[{row.name}] --after_row command exited {done.returncode}")
 
 
+def wait_for_row(child, row, run_dir, args):
+    """Wait for the row's train.py and return its exit code. With --snapshot_minutes M, snapshot the row (and run
+    --after_row on it, e.g. to commit it) whenever at least M minutes have passed since the last snapshot and
+    it has finished another epoch since: a working session that ends abruptly then loses at most about M
+    minutes of the row. A failed snapshot is reported and training goes on."""
+    if not args.snapshot_minutes:
+        return child.wait()
+    interval = args.snapshot_minutes * 60
+    saved, last = run_snapshot.epochs_done(snapshot_dir(args.results_dir, row)), time.monotonic()
+    while True:
+        try:
+            return child.wait(timeout=min(30.0, interval))
+        except subprocess.TimeoutExpired:
+            pass
+        if time.monotonic() - last >= interval and run_snapshot.epochs_done(run_dir) > saved:
+            try:
+                saved = snapshot_row(row, run_dir, args)
+            except (OSError, RuntimeError, ValueError) as exc:
+                print(f"[{row.name}] snapshot failed, training goes on: {exc}", flush=True)
+            last = time.monotonic()
+
+
 def run_row(row, args):
     run_dir = os.path.join(args.output_dir, row.name)
     if row.teacher and not os.path.isfile(teacher_checkpoint(row.teacher, args.results_dir)):
@@ -271,7 +294,13 @@ def run_row(row, args):
     # commit) must not train with whatever checkout `pip install -e` last pointed at
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [os.path.join(ROOT, "src"),
                                                                      os.environ.get("PYTHONPATH")]))}
-    code = subprocess.call(command, cwd=ROOT, env=env)
+    child = subprocess.Popen(command, cwd=ROOT, env=env)
+    try:
+        code = wait_for_row(child, row, run_dir, args)
+    finally:
+        if child.poll() is None:  # the runner itself failed or was interrupted: no orphaned training
+            child.terminate()
+            child.wait()
     spent += time.time() - start
     if os.path.isdir(run_dir):
         save_report({"seconds": spent}, wall_file)
@@ -320,7 +349,14 @@ def parse_args(argv):
                         help="copy every started, unfinished row's resumable files to RESULTS_DIR/unfinished/ROW "
                              "(then --after_row on them), so that another machine continues it; safe while the row "
                              "trains. A later run restores a snapshot that is further along than its run folder")
+    parser.add_argument("--snapshot_minutes", type=float, default=0.0, metavar="M",
+                        help="while a row trains, snapshot it as --snapshot does (and run --after_row on it) every "
+                             "M minutes in which it finished an epoch, so that a session that ends abruptly loses "
+                             "at most about M minutes of it; 0 (default): only on --snapshot")
     args = parser.parse_args(argv)
+    if args.snapshot_minutes < 0:
+        parser.error(f"--snapshot_minutes must be 0 (off) or a positive number of minutes, "
+                     f"not {args.snapshot_minutes:g}")
     args.study = STUDIES[args.study]
     args.recipe = args.recipe or args.study.recipe
     args.results_dir = args.results_dir or os.path.join(ROOT, args.study.results)
@@ -379,6 +415,20 @@ def row_status(row, run_dir, result, snapshot):
     return f"started: {here} epoch(s) done, continues from last.ckpt"
 
 
+def snapshot_row(row, run_dir, args):
+    """Copy an unfinished row's resumable files to its snapshot folder, then run --after_row on that folder;
+    returns the number of epochs saved."""
+    with open(os.path.join(run_dir, "config.yaml"), encoding="utf-8") as f:
+        data_path = yaml.safe_load(f).get("data_path") or args.data_path  # the data folder the row trains on
+    dest = snapshot_dir(args.results_dir, row)
+    epochs = run_snapshot.save(run_dir, dest, placeholders(data_path or "\0", args.output_dir, args.results_dir))
+    print(f"[{row.name}] snapshot of {epochs} epoch(s) in {dest}", flush=True)
+    if args.after_row:
+        after_row(args.after_row, row, args.study, [dest], f"CIFAR-10 {args.study.name} study: row {row.name}, "
+                  f"snapshot after {epochs} epoch(s) (to resume on another machine)")
+    return epochs
+
+
 def save_snapshots(args):
     """``--snapshot``: each selected row that has epochs in its run folder but no result yet."""
     saved = 0
@@ -386,15 +436,8 @@ def save_snapshots(args):
         run_dir = os.path.join(args.output_dir, row.name)
         if os.path.isfile(os.path.join(args.results_dir, f"{row.name}.json")) or not run_snapshot.epochs_done(run_dir):
             continue
-        with open(os.path.join(run_dir, "config.yaml"), encoding="utf-8") as f:
-            data_path = yaml.safe_load(f).get("data_path") or args.data_path  # the data folder the row trains on
-        dest = snapshot_dir(args.results_dir, row)
-        epochs = run_snapshot.save(run_dir, dest, placeholders(data_path or "\0", args.output_dir, args.results_dir))
+        snapshot_row(row, run_dir, args)
         saved += 1
-        print(f"[{row.name}] snapshot of {epochs} epoch(s) in {dest}")
-        if args.after_row:
-            after_row(args.after_row, row, args.study, [dest], f"CIFAR-10 {args.study.name} study: row {row.name}, "
-                      f"snapshot after {epochs} epoch(s) (to resume on another machine)")
     if not saved:
         print(f"no started, unfinished row in {args.output_dir}")
     return 0

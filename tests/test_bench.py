@@ -211,6 +211,46 @@ def test_study_runner_skips_finished_rows_and_continues_an_interrupted_one(tmp_p
     assert str(snapshot) in hook_log.read_text().splitlines()[-1].split()
 
 
+def test_study_runner_snapshots_a_training_row_every_so_often(tmp_path):
+    """--snapshot_minutes: the runner snapshots the row while train.py trains it (and gives the hook each
+    snapshot to commit), then, when the row finishes, deletes the snapshot and gives the hook its removal."""
+    import json
+    import subprocess
+
+    runs, results = tmp_path / "runs", tmp_path / "results"
+    hook_log = tmp_path / "after_row.log"
+    hook = f"sh -c 'echo \"$STUDY_ROW|${{STUDY_MESSAGE:-finished}}|$*\" >> {hook_log}' sh"
+    cmd = [sys.executable, os.path.join(ROOT, "bench", "cifar10_study.py"), "--data_path", str(tmp_path),
+           "--output_dir", str(runs), "--results_dir", str(results), "--rows", "plain20_alone", "--after_row", hook,
+           "--snapshot_minutes", "0.0002"]
+    for setting in ("dataset=synthetic", "data_path=", "val_split=auto", "synthetic_train_size=64",
+                    "synthetic_val_size=32", "batch_size=32", "warmup_epochs=0", "epochs=3",
+                    "arch=plain8"):  # the row's recipe on a tiny network, for speed
+        cmd += ["--set", setting]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    calls = [line.split("|") for line in hook_log.read_text().splitlines()]
+    snapshot = results / "unfinished" / "plain20_alone"
+    taken = [int(c[1].split("snapshot after ")[1].split()[0]) for c in calls[:-1]]
+    assert taken and taken == sorted(set(taken)) and all(1 <= n <= 3 for n in taken), calls  # each a new epoch
+    assert all(c[0] == "plain20_alone" and c[2] == str(snapshot) for c in calls[:-1])
+    assert f"[plain20_alone] snapshot of {taken[0]} epoch(s)" in done.stdout
+    assert calls[-1][1] == "finished" and str(snapshot) in calls[-1][2].split()  # its removal, to commit
+    assert not snapshot.exists()
+    row = json.loads((results / "plain20_alone.json").read_text())
+    assert [e["epoch"] for e in row["epochs"]] == [1, 2, 3]
+
+
+def test_study_runner_refuses_a_negative_snapshot_interval(tmp_path):
+    import subprocess
+
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "cifar10_study.py"), "--data_path",
+                           str(tmp_path), "--output_dir", str(tmp_path / "runs"), "--snapshot_minutes", "-5"],
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and "--snapshot_minutes must be 0 (off) or a positive number" in done.stderr
+    assert not (tmp_path / "runs").exists()
+
+
 def _fake_run(folder, epochs, stamp=0):
     import json
 
