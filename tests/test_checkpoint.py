@@ -77,8 +77,11 @@ def test_failed_save_keeps_the_previous_file(tmp_path, monkeypatch):
 def test_manager_keeps_last_n_epoch_files(tmp_path):
     params = ckpt_io.network_params(create_model("resnet20", num_classes=10))
     manager = ckpt_io.CheckpointManager(str(tmp_path), keep_max=2)
-    for epoch, best in [(1, True), (2, False), (3, True), (4, False)]:
+    for epoch, best in [(1, True), (2, False), (3, True)]:
         manager.save_epoch(epoch, params, params, {"epoch": epoch}, best)
-    assert sorted(os.listdir(tmp_path)) == ["best.ckpt", "epoch_0003.ckpt", "epoch_0004.ckpt", "last.ckpt"]
+    manager.save_epoch(4, params, params, {"epoch": 4}, False, is_final=True)
+    assert sorted(os.listdir(tmp_path)) == ["best.ckpt", "epoch_0003.ckpt", "epoch_0004.ckpt", "final.ckpt",
+                                            "last.ckpt"]
+    assert ckpt_io.meta_value(ckpt_io.read(manager.final), "epoch") == 4
     assert ckpt_io.meta_value(ckpt_io.read(manager.best), "epoch") == 3
     assert ckpt_io.meta_value(ckpt_io.read(manager.last), "epoch") == 4

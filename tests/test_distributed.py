@@ -128,7 +128,8 @@ def test_rd_on_two_workers_then_resume(recipe, tmp_path):
     assert [s[1:] for s in shards] == [("0", "0", "2"), ("1", "1", "3")]  # disjoint: even and odd images
     assert sum(int(s[0]) for s in shards) == 128  # together: the whole training set
     assert "val top-1" in rank0.read_text() and "val top-1" not in rank1.read_text()  # validated once, by rank 0
-    assert sorted(f for f in os.listdir(out) if f.endswith(".ckpt")) == ["best.ckpt", "epoch_0002.ckpt", "last.ckpt"]
+    assert sorted(f for f in os.listdir(out) if f.endswith(".ckpt")) == ["best.ckpt", "epoch_0002.ckpt", "final.ckpt",
+                                                                         "last.ckpt"]
     assert not [f for f in os.listdir(out) if f.startswith("rank_")]
     # every rank resumes from the same last.ckpt
     result = _launch("--worker_num", "2", "--master_port", _free_port(), "--cluster_time_out", "120", config, "none",

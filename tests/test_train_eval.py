@@ -29,7 +29,8 @@ def test_training_writes_metrics_checkpoints_and_a_log(trained_run):
     assert [m["epoch"] for m in metrics] == [1, 2]
     assert metrics[1]["train_loss"] < metrics[0]["train_loss"]
     assert metrics[1]["train_acc"] > 30.0  # 10 classes: chance is 10%
-    assert {"last.ckpt", "best.ckpt", "epoch_0001.ckpt", "epoch_0002.ckpt", "config.yaml", "train.log"} <= \
+    assert {"last.ckpt", "best.ckpt", "final.ckpt", "epoch_0001.ckpt", "epoch_0002.ckpt", "config.yaml",
+            "train.log"} <= \
         set(os.listdir(trained_run))
     log = open(os.path.join(trained_run, "train.log")).read()
     assert "DEMO: training on generated synthetic images" in log
@@ -40,6 +41,13 @@ def test_training_writes_metrics_checkpoints_and_a_log(trained_run):
     state = ckpt_io.read(os.path.join(trained_run, "last.ckpt"))
     assert int(state["global_step"].asnumpy()[0]) == 32
     assert state["arch"] == "resnet8" and ckpt_io.meta_value(state, "epoch") == 2
+    # final.ckpt: the network alone as the last epoch left it (last.ckpt's weights, no optimizer state)
+    final = ckpt_io.read(os.path.join(trained_run, "final.ckpt"))
+    weights = {k: v for k, v in final.items() if not isinstance(v, str) and k not in ckpt_io.META_KEYS}
+    assert weights and not [k for k in weights if k.startswith(ckpt_io.OPTIMIZER_PREFIXES)]
+    for name, value in weights.items():
+        np.testing.assert_array_equal(value.asnumpy(), state[name].asnumpy())
+    assert final["arch"] == "resnet8" and ckpt_io.meta_value(final, "epoch") == 2
 
 
 def test_resume_continues_epochs_and_optimizer_step(trained_run, tmp_path):
@@ -56,8 +64,9 @@ def test_resume_continues_epochs_and_optimizer_step(trained_run, tmp_path):
     assert "lr 0.00500" in open(os.path.join(run, "train.log")).read().split("resumed from")[1]
     # the closing line names the best epoch over both sessions, the one best.ckpt holds
     best = max(metrics, key=lambda m: m["val_top1"])
-    assert (f"final epoch 3: val top-1 {metrics[-1]['val_top1']:.2f}%; best {best['val_top1']:.2f}% at epoch "
-            f"{best['epoch']} (best.ckpt)") in open(os.path.join(run, "train.log")).read()
+    assert (f"final epoch 3: val top-1 {metrics[-1]['val_top1']:.2f}% (final.ckpt); best {best['val_top1']:.2f}% "
+            f"at epoch {best['epoch']} (best.ckpt)") in open(os.path.join(run, "train.log")).read()
+    assert ckpt_io.meta_value(ckpt_io.read(os.path.join(run, "final.ckpt")), "epoch") == 3  # the new last epoch
 
 
 def test_existing_run_is_not_overwritten(trained_run, capsys):

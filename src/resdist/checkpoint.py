@@ -194,7 +194,8 @@ def meta_value(ckpt, key, default=None):
 class CheckpointManager:
     """Training state (weights, optimizer, extra trained parameters) in last.ckpt every epoch and in the last N
     epoch_NNNN.ckpt files: what --resume reads. The deployable network alone (Dirac folded, no optimizer) in
-    best.ckpt on a new best validation accuracy: what eval, export and users load."""
+    best.ckpt on a new best validation accuracy, and in final.ckpt after the run's last epoch: what eval, export
+    and users load (final.ckpt is the one to report when best.ckpt was chosen on the split it is measured on)."""
 
     def __init__(self, directory, keep_max=3):
         self.directory, self.keep_max = directory, keep_max
@@ -207,10 +208,16 @@ class CheckpointManager:
     def best(self):
         return os.path.join(self.directory, "best.ckpt")
 
-    def save_epoch(self, epoch, train_state, deploy_params, meta, is_best):
+    @property
+    def final(self):
+        return os.path.join(self.directory, "final.ckpt")
+
+    def save_epoch(self, epoch, train_state, deploy_params, meta, is_best, is_final=False):
         save(self.last, train_state, meta)
         if is_best:
             save(self.best, deploy_params, meta)
+        if is_final:
+            save(self.final, deploy_params, meta)
         if self.keep_max > 0:
             save(os.path.join(self.directory, f"epoch_{epoch:04d}.ckpt"), train_state, meta)
             epochs = sorted(f for f in os.listdir(self.directory) if f.startswith("epoch_") and f.endswith(".ckpt"))

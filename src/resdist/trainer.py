@@ -515,7 +515,8 @@ def end_epoch(run, record, train_seconds, start, history):
                 weights_checksum(run.deployable), run.rank)
     if run.rank == 0:
         run.manager.save_epoch(epoch, state, deployable_params(run.deployable),
-                               {**run.meta, "epoch": epoch, "best_acc": run.best_acc}, is_best)
+                               {**run.meta, "epoch": epoch, "best_acc": run.best_acc}, is_best,
+                               is_final=epoch == cfg.epochs)
         metrics = _merge_history(cfg.output_dir, history, run.val_info)
         write_json(os.path.join(cfg.output_dir, "metrics.json"), metrics)
         return metrics
@@ -537,13 +538,14 @@ def train(run):
                         cfg.epochs, to_go, format_duration(to_go * per_epoch), per_epoch)
     summary = metrics.get("summary")  # over every session of a resumed run, as best.ckpt is
     if history and summary:
-        logger.info("final epoch %d: val top-1 %.2f%%; best %.2f%% at epoch %d (best.ckpt); validation: %s",
+        logger.info("final epoch %d: val top-1 %.2f%% (final.ckpt); best %.2f%% at epoch %d (best.ckpt); "
+                    "validation: %s",
                     summary["final_epoch"], summary["final_val_top1"], summary["best_val_top1"],
                     summary["best_epoch"], summary["validation"])
         if summary["best_is_optimistic"]:
             logger.warning("best.ckpt was chosen by accuracy on the official test split, so its accuracy is an "
-                           "optimistic estimate; report the final epoch's (%.2f%%) or hold out a validation split "
-                           "(--val_split 0.1)", summary["final_val_top1"])
+                           "optimistic estimate; report the final epoch's (%.2f%%, final.ckpt) or hold out a "
+                           "validation split (--val_split 0.1)", summary["final_val_top1"])
     return history
 
 
