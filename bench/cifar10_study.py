@@ -170,6 +170,9 @@ def row_result(row, run_dir, wall_seconds, command):
         "wall_seconds": round(wall_seconds, 1),
         "epoch_seconds_total": round(sum(e.get("epoch_seconds", 0.0) for e in epochs), 1),
         "best_ckpt_sha256": file_sha256(os.path.join(run_dir, "best.ckpt")),
+        # the network after the last epoch (train.py writes it since 2026-12-04): what the Hub card publishes
+        **({"final_ckpt_sha256": file_sha256(os.path.join(run_dir, "final.ckpt"))}
+           if os.path.isfile(os.path.join(run_dir, "final.ckpt")) else {}),
         "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
         "epochs": curve,
     }
@@ -209,8 +212,8 @@ def report(results_dir, study):
     groups = {}
     for name, r in results.items():
         groups.setdefault(r["group"], []).append(r)
-    lines = ["| row | seeds | final val top-1 (%) | best val top-1 (%) at epoch | time per run (epochs summed) |",
-             "|---|---|---|---|---|"]
+    lines = ["| row | seeds | final val top-1 (%) | best val top-1 (%) at epoch | final train acc (%) | "
+             "time per run (epochs summed) |", "|---|---|---|---|---|---|"]
     for group, rows in groups.items():
         final_mean, final_spread = _mean_spread([r["final_val_top1"] for r in rows])
         best_txt = ", ".join(f"{r['best_val_top1']:.2f} @ {r['best_epoch']}" for r in rows)
@@ -220,7 +223,8 @@ def report(results_dir, study):
         # runner invocations that saw the row finish
         wall = ", ".join(f"{r.get('epoch_seconds_total', r['wall_seconds']) / 60:.0f} min" for r in rows)
         each = " (" + ", ".join(f"{r['final_val_top1']:.2f}" for r in rows) + ")" if len(rows) > 1 else ""
-        lines.append(f"| {group} | {seeds} | {final_mean:.2f}{spread}{each} | {best_txt} | {wall} |")
+        train_acc = ", ".join(f"{r['epochs'][-1]['train_acc']:.2f}" for r in rows)  # the last epoch's mean
+        lines.append(f"| {group} | {seeds} | {final_mean:.2f}{spread}{each} | {best_txt} | {train_acc} | {wall} |")
     table = "\n".join(lines) + "\n"
     with open(os.path.join(results_dir, "table.md"), "w", encoding="utf-8") as f:
         f.write(table)

@@ -125,14 +125,16 @@ def test_study_commands_carry_no_machine_paths_and_the_table_averages_seeds(tmp_
     assert study.portable(other, "/data/cifar", "/runs/study", "/mine").endswith("RESULTS_DIR/resnet56_teacher.ckpt")
     for row, final, best in (("plain56_rd_seed1", 60.0, 61.0), ("plain56_rd_seed2", 64.0, 64.5),
                              ("plain20_alone", 70.0, 70.0)):
-        epochs = [{"epoch": 1, "val_top1": best}, {"epoch": 2, "val_top1": final}]
+        epochs = [{"epoch": 1, "val_top1": best, "train_acc": 50.0}, {"epoch": 2, "val_top1": final,
+                                                                        "train_acc": final + 20}]
         spec = study.SHORT.row(row)
         (tmp_path / f"{row}.json").write_text(json_module.dumps(
             {"row": row, "group": spec.group, "seed": spec.seed, "final_val_top1": final, "best_val_top1": best,
              "best_epoch": 1, "wall_seconds": 60, "epoch_seconds_total": 600, "epochs": epochs}))
     study.report(str(tmp_path), study.SHORT)
     table = (tmp_path / "table.md").read_text()
-    assert "| plain56_rd | 1,2 | 62.00 ± 2.00 (60.00, 64.00) | 61.00 @ 1, 64.50 @ 1 | 10 min, 10 min |" in table
+    assert "| plain56_rd | 1,2 | 62.00 ± 2.00 (60.00, 64.00) | 61.00 @ 1, 64.50 @ 1 | 80.00, 84.00 | 10 min, 10 min |" \
+        in table  # the training accuracy is each run's last epoch's
     from PIL import Image
 
     with Image.open(tmp_path / "val_top1.png") as png:  # one panel per depth, side by side
