@@ -427,6 +427,14 @@ def test_int8_bench_compares_float_and_int8_resnet_and_plain(made_cifar10, tmp_p
     assert resnet["QLinearConv"] == 9 and resnet["QLinearAdd"] == 3 and "Add" not in resnet and "Conv" not in resnet
     assert plain["QLinearConv"] == 7 and "QLinearAdd" not in plain
     assert rows["resnet8"]["fp32"]["ops"] == {"Conv": 9} and (tmp_path / "int8.png").is_file()
+    # the README tables: each variant against float, and the plain/ResNet time ratio, from the JSON's figures
+    table = (tmp_path / "int8.md").read_text()
+    u8 = rows["plain8"]["int8_u8"]
+    assert (f"|  | INT8, uint8 activations | {u8['top1']:.2f}% | {u8['top1_reference']:.2f}% | "
+            f"{u8['bytes'] / 2**20:.2f} | {u8['ms_b1']:.2f} | {u8['ms_b1'] / rows['plain8']['fp32']['ms_b1']:.2f}x |"
+            ) in table
+    ratio = rows["plain8"]["int8_s8"]["ms_b1"] / rows["resnet8"]["int8_s8"]["ms_b1"]
+    assert f"| plain8 / resnet8, INT8, int8 activations | {ratio:.2f} |" in table
 
 
 def test_int8_bench_refuses_too_few_calibration_images_and_writes_nothing(made_cifar10, tmp_path, capsys):
@@ -447,5 +455,5 @@ def test_int8_bench_refuses_too_few_calibration_images_and_writes_nothing(made_c
     assert int8.main(["--data_path", made_cifar10, "--cifar", f"plain8={ckpt}", "--no_imagenet", "--batches", "1",
                       "--calib_size", "1000000", "--output", str(out)]) == 2
     assert "calib_size=1000000 but the training split has only" in capsys.readouterr().err
-    assert not out.exists() and not (tmp_path / "int8.png").exists()
+    assert not out.exists() and not (tmp_path / "int8.png").exists() and not (tmp_path / "int8.md").exists()
     assert set(glob.glob(os.path.join(tempfile.gettempdir(), "int8-bench-*"))) == before
