@@ -171,12 +171,12 @@ def test_publishing_writes_an_int8_asset_with_its_measured_accuracy(made_cifar10
     import onnx
 
     import eval as eval_script
-    from resdist.models import create_model
+    from test_export import _save, _trained_looking
     from test_quantize import conv_weight_types
 
-    ckpt = str(tmp_path / "best.ckpt")
-    ckpt_io.save(ckpt, ckpt_io.network_params(create_model("plain8", num_classes=10)),
-                 ckpt_io.network_identity("plain8", "full"))
+    # seeded: a network with random weights has small logit margins, so whether its INT8 copy passes the 95%
+    # agreement check depends on the draw (an unseeded one failed at 94.5% on a VNNI CPU)
+    ckpt = _save(_trained_looking("plain8"), tmp_path / "best.ckpt", "plain8", plain_variant="full")
     common = ["--arch", "plain8", "--dataset", "cifar10", "--data_path", made_cifar10, "--val_split", "data_batch_5"]
     assert eval_script.main(common + ["--ckpt_file", ckpt, "--output_json", str(tmp_path / "eval.json")]) == 0
     hub = tmp_path / "hub"
