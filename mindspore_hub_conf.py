@@ -1,7 +1,7 @@
 """MindSpore Hub entry point of this repository (the Hub loader imports this file and calls ``create_network``).
 
     create_network("plain20", num_classes=10)                          # an untrained plain-20
-    create_network("plain56_rd_cifar10", ckpt_file="plain56_rd_cifar10.ckpt")   # the published student, loaded
+    create_network("plain20_rd_cifar10", ckpt_file="plain20_rd_cifar10.ckpt")   # the published student, loaded
     create_network("resnet50", num_classes=1000, stem="imagenet")
 
 Names: every network of ``resdist.models.list_models()`` (teachers resnetN, students plainN), and the names of
@@ -18,7 +18,7 @@ if os.path.isdir(_SRC) and _SRC not in sys.path:  # a Hub download is a plain fo
 
 # published model name -> (network, its create_model arguments)
 PUBLISHED = {
-    "plain56_rd_cifar10": ("plain56", {"num_classes": 10, "plain_variant": "full"}),
+    "plain20_rd_cifar10": ("plain20", {"num_classes": 10, "plain_variant": "full"}),
 }
 
 

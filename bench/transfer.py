@@ -30,11 +30,12 @@ from run_snapshot import epochs_done
 
 RECIPE = os.path.join("configs", "digits_finetune.yaml")
 TRAIN_PER_CLASS = 100
-# name, network, checkpoint to start from ("" = from scratch): the Hub's plain student, the same network from
-# scratch, the ResNet-56 that the short study trained (the Hub student's teacher), and that ResNet from scratch
-# (which tells what pretraining adds from what shortcuts add)
+# name, network, checkpoint to start from ("" = from scratch): the short study's plain-56 RD student (the Hub model
+# until 2026-12-04, hence the arm's name), the same network from scratch, the ResNet-56 that the short study
+# trained (that student's teacher), and that ResNet from scratch (which tells what pretraining adds from what
+# shortcuts add)
 DEFAULT_ARMS = (
-    ("plain56_hub_finetuned", "plain56", os.path.join("hub", "assets", "plain56_rd_cifar10.ckpt")),
+    ("plain56_hub_finetuned", "plain56", os.path.join("bench", "results", "cifar10_study", "plain56_rd_eta1.ckpt")),
     ("plain56_scratch", "plain56", ""),
     ("resnet56_finetuned", "resnet56", os.path.join("bench", "results", "cifar10_study", "resnet56_teacher.ckpt")),
     ("resnet56_scratch", "resnet56", ""),

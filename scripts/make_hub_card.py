@@ -3,8 +3,8 @@
 hub/assets/ and a model card in hub/mshub_res/assets/<publisher>/<version>/<model>.md, laid out as the Hub
 repository's validator expects (YAML header between two `---` lines; sections Introduction, Usage, Citation).
 
-    python scripts/make_hub_card.py --ckpt_file RUN/best.ckpt --arch plain56 --model_name plain56_rd_cifar10 \\
-        --eval_json RUN/best_eval_cifar10.json --trained_with "bash scripts/run_cifar10_study.sh ..." \\
+    python scripts/make_hub_card.py --ckpt_file RUN/final.ckpt --arch plain20 --model_name plain20_rd_cifar10 \\
+        --eval_json RUN/final_eval_cifar10.json --trained_with "bash scripts/run_cifar10_study.sh ..." \\
         --data_path ../shared/data/cifar-10-batches-bin --repo_link https://github.com/OWNER/REPO
 
 The accuracy on the card is the one in --eval_json (written by eval.py), with its split named in the card. The
