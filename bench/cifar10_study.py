@@ -161,6 +161,7 @@ def row_result(row, run_dir, wall_seconds, command):
                                 "train_images_per_s", "eta", "train_ce", "train_mixed_ce", "train_fd", "train_kd")
               if k in e} for e in epochs]
     best = max(epochs, key=lambda e: e["val_top1"])
+    final_ckpt = os.path.join(run_dir, "final.ckpt")  # train.py writes it since 2026-12-04: what the Hub publishes
     return {
         "row": row.name, "group": row.group, "arch": row.arch, "procedure": row.procedure, "seed": row.seed,
         "teacher": row.teacher, "overrides": row.overrides, "recipe": command[command.index("--config") + 1],
@@ -170,9 +171,7 @@ def row_result(row, run_dir, wall_seconds, command):
         "wall_seconds": round(wall_seconds, 1),
         "epoch_seconds_total": round(sum(e.get("epoch_seconds", 0.0) for e in epochs), 1),
         "best_ckpt_sha256": file_sha256(os.path.join(run_dir, "best.ckpt")),
-        # the network after the last epoch (train.py writes it since 2026-12-04): what the Hub card publishes
-        **({"final_ckpt_sha256": file_sha256(os.path.join(run_dir, "final.ckpt"))}
-           if os.path.isfile(os.path.join(run_dir, "final.ckpt")) else {}),
+        **({"final_ckpt_sha256": file_sha256(final_ckpt)} if os.path.isfile(final_ckpt) else {}),
         "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
         "epochs": curve,
     }

@@ -133,8 +133,9 @@ def test_study_commands_carry_no_machine_paths_and_the_table_averages_seeds(tmp_
              "best_epoch": 1, "wall_seconds": 60, "epoch_seconds_total": 600, "epochs": epochs}))
     study.report(str(tmp_path), study.SHORT)
     table = (tmp_path / "table.md").read_text()
-    assert "| plain56_rd | 1,2 | 62.00 ± 2.00 (60.00, 64.00) | 61.00 @ 1, 64.50 @ 1 | 80.00, 84.00 | 10 min, 10 min |" \
-        in table  # the training accuracy is each run's last epoch's
+    # the training accuracy is each run's last epoch's
+    assert ("| plain56_rd | 1,2 | 62.00 ± 2.00 (60.00, 64.00) | 61.00 @ 1, 64.50 @ 1 | 80.00, 84.00 | "
+            "10 min, 10 min |") in table
     from PIL import Image
 
     with Image.open(tmp_path / "val_top1.png") as png:  # one panel per depth, side by side
