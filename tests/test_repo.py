@@ -55,3 +55,52 @@ def test_ci_fails_instead_of_skipping_when_shared_data_is_missing(tmp_path):
 
 def test_ci_requires_the_shared_data():
     assert "export RESDIST_REQUIRE_SHARED_DATA=1" in open(os.path.join(ROOT, ".ci", "run")).read()
+
+
+def package_imports():
+    """{module: the resdist modules it imports}, read from the source (nothing is imported)."""
+    import ast
+
+    package = os.path.join(ROOT, "src", "resdist")
+    graph = {}
+    for path in glob.glob(os.path.join(package, "**", "*.py"), recursive=True):
+        parts = os.path.relpath(path, os.path.dirname(package))[:-3].split(os.sep)
+        is_init = parts[-1] == "__init__"
+        name = ".".join(parts[:-1] if is_init else parts)
+        here = name.split(".") if is_init else name.split(".")[:-1]  # the package a relative import starts from
+        deps = set()
+        with open(path, encoding="utf-8") as f:
+            tree = ast.parse(f.read())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = here[:len(here) - node.level + 1] + ([node.module] if node.module else [])
+                deps.update([".".join(base)] if node.module else [".".join(base + [a.name]) for a in node.names])
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                found = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module]
+                deps.update(d for d in found if d and d.split(".")[0] == "resdist")
+        graph[name] = deps
+    return {m: {d for d in deps if d in graph and d != m} for m, deps in graph.items()}
+
+
+def test_package_imports_have_no_cycle_and_models_stand_alone():
+    graph = package_imports()
+    assert {"resdist.trainer", "resdist.rd", "resdist.models.resnet"} <= set(graph)  # the reader found the package
+    state = {}
+
+    def visit(module, path):
+        state[module] = "open"
+        for dep in sorted(graph[module]):
+            assert state.get(dep) != "open", f"import cycle: {' -> '.join(path + [dep])}"
+            if dep not in state:
+                visit(dep, path + [dep])
+        state[module] = "done"
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    # the networks are the bottom layer: usable with no training, export or config code
+    outside = {m: sorted(d for d in deps if not d.startswith("resdist.models")) for m, deps in graph.items()
+               if m.startswith("resdist.models")}
+    assert not any(outside.values()), outside
+    # the entry layer (demo, command-line helpers) is imported by nothing in the package
+    assert not [m for m, deps in graph.items() if deps & {"resdist.demo", "resdist.cli"}]
