@@ -410,12 +410,20 @@ def row_status(row, run_dir, result, snapshot):
     if result is not None:
         return f"done: final {result['final_val_top1']:.2f}%, best {result['best_val_top1']:.2f}% at epoch " \
                f"{result['best_epoch']}"
-    here, saved = run_snapshot.epochs_done(run_dir), run_snapshot.epochs_done(snapshot)
-    if saved > here:
-        return f"started: {saved} epoch(s) in its committed snapshot, continues from it"
+    here, saved = run_snapshot.finished_epochs(run_dir), run_snapshot.finished_epochs(snapshot)
+    if len(saved) > len(here):
+        return f"started: {len(saved)} epoch(s) in its committed snapshot{latest_val(saved)}, continues from it"
     if not os.path.isfile(os.path.join(run_dir, "last.ckpt")):
         return "to do"
-    return f"started: {here} epoch(s) done, continues from last.ckpt"
+    return f"started: {len(here)} epoch(s) done{latest_val(here)}, continues from last.ckpt"
+
+
+def latest_val(epochs):
+    """`` (val top-1 71.83% after epoch 7)``: how far an unfinished row has got, for --list."""
+    last = epochs[-1] if epochs else {}
+    if not isinstance(last, dict) or not isinstance(last.get("val_top1"), (int, float)):
+        return ""
+    return f" (val top-1 {last['val_top1']:.2f}% after epoch {last.get('epoch', len(epochs))})"
 
 
 def snapshot_row(row, run_dir, args):

@@ -17,15 +17,22 @@ FILES = ("last.ckpt", "best.ckpt", "metrics.json", "config.yaml", "train.log", "
 TEXT_FILES = ("metrics.json", "config.yaml", "train.log")
 
 
-def epochs_done(folder):
-    """How many epochs the run in ``folder`` can resume after: its metrics.json's count, 0 without last.ckpt."""
+def finished_epochs(folder):
+    """The per-epoch records of the run in ``folder`` that it can resume after (metrics.json's); [] without
+    last.ckpt or a readable metrics.json."""
     if not os.path.isfile(os.path.join(folder, "last.ckpt")):
-        return 0
+        return []
     try:
         with open(os.path.join(folder, "metrics.json"), encoding="utf-8") as f:
-            return len(json.load(f)["epochs"])
+            epochs = json.load(f)["epochs"]
     except (OSError, ValueError, KeyError, TypeError):
-        return 0
+        return []
+    return epochs if isinstance(epochs, list) else []
+
+
+def epochs_done(folder):
+    """How many epochs the run in ``folder`` can resume after: its metrics.json's count, 0 without last.ckpt."""
+    return len(finished_epochs(folder))
 
 
 def _signature(folder):

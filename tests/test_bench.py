@@ -187,7 +187,9 @@ def test_study_runner_skips_finished_rows_and_continues_an_interrupted_one(tmp_p
 
     (results / "plain20_alone.json").unlink()  # as if the runner had died after the row's first epoch
     listed = runner("--list")
-    assert "plain20_alone                  started: 1 epoch(s) done, continues from last.ckpt" in listed.stdout
+    val = json.loads((runs / "plain20_alone" / "metrics.json").read_text())["epochs"][-1]["val_top1"]
+    assert (f"plain20_alone                  started: 1 epoch(s) done (val top-1 {val:.2f}% after epoch 1), "
+            f"continues from last.ckpt") in listed.stdout
     # the session ends: the unfinished row is saved for the next machine, and this machine's run folder is lost
     saved = runner("--snapshot", "--after_row", hook)
     assert saved.returncode == 0 and "[plain20_alone] snapshot of 1 epoch(s)" in saved.stdout, saved.stderr
@@ -201,8 +203,8 @@ def test_study_runner_skips_finished_rows_and_continues_an_interrupted_one(tmp_p
     import shutil
 
     shutil.rmtree(runs / "plain20_alone")
-    assert "plain20_alone                  started: 1 epoch(s) in its committed snapshot, continues from it" in \
-        runner("--list").stdout
+    assert (f"plain20_alone                  started: 1 epoch(s) in its committed snapshot (val top-1 {val:.2f}% "
+            f"after epoch 1), continues from it") in runner("--list").stdout
     resumed = runner("--rows", "plain20_alone", "--set", "epochs=2", "--after_row", hook)
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
     assert "[plain20_alone] restored 1 epoch(s) from its committed snapshot" in resumed.stdout
