@@ -1,14 +1,16 @@
-"""Cross-check of the CIFAR-10 ResNet-20 teacher recipe in PyTorch (an independent implementation).
+"""Cross-check of the CIFAR-10 teacher recipe in PyTorch (an independent implementation), ResNet-20 or -56.
 
 Why: the converged study's MindSpore ResNet-20 ends at 86.19% (30 epochs) / 87.92% (60 epochs) on data_batch_5,
-under the issue's 89% mark. This script trains the same network (He et al. CIFAR ResNet-20, projection shortcuts
-where width changes, Kaiming-normal fan-out init, BN momentum 0.1) with the same recipe (data_batch_1..4, RandomCrop
-32 pad 4 + flip, CIFAR mean/std, batch 128 drop-last, SGD Nesterov 0.9, wd 5e-4 on all parameters, lr 0.1, 1 epoch
-linear warm-up then per-step cosine to 0) and validates on data_batch_5 each epoch, so the two curves can be put
-side by side epoch by epoch. Not part of the package and not a dependency: it needs torch (CPU build) in an
-environment of its own.
+under the issue's 89% mark. This script trains the same network (He et al. CIFAR ResNet-20 or -56, projection
+shortcuts where width changes, Kaiming-normal fan-out init, BN momentum 0.1) with the same recipe
+(data_batch_1..4, RandomCrop 32 pad 4 + flip, CIFAR mean/std, batch 128 drop-last, SGD Nesterov 0.9, wd 5e-4 on
+all parameters, lr 0.1, 1 epoch linear warm-up then per-step cosine to 0) and validates on data_batch_5 each
+epoch, so the two curves can be put side by side epoch by epoch. Not part of the package and not a dependency:
+it needs torch (CPU build) in an environment of its own. (It was torch_resnet20.py until ResNet-56 was added.)
 
-    python bench/reference/torch_resnet20.py ../shared/data/cifar-10-batches-bin --epochs 30 --out OUT.json
+    python bench/reference/torch_cifar_resnet.py ../shared/data/cifar-10-batches-bin --epochs 30 --out OUT.json
+    # the first 5 epochs of the 60-epoch ResNet-56 schedule (a rerun with a larger --stop_after continues)
+    python bench/reference/torch_cifar_resnet.py DATA --arch resnet56 --epochs 60 --stop_after 5 --out OUT.json
 """
 import argparse
 import json
@@ -50,10 +52,13 @@ def augment(batch, rng):
     return out
 
 
-def resnet20():
-    """bench/torch_reference.py's CIFAR ResNet-20 (the throughput reference), with the Kaiming-normal fan-out
+ARCHS = ("resnet20", "resnet56")
+
+
+def cifar_resnet(arch):
+    """bench/torch_reference.py's CIFAR ResNet (the throughput reference), with the Kaiming-normal fan-out
     initialisation that resdist's convolutions use (PyTorch's default init differs)."""
-    depths, widths, stem, _ = NETS["resnet20"]
+    depths, widths, stem, _ = NETS[arch]
     net = build_models(torch, nn)(depths, widths, stem, shortcut=True)
     for m in net.modules():
         if isinstance(m, nn.Conv2d):
@@ -64,7 +69,10 @@ def resnet20():
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("data_dir")
-    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--arch", choices=ARCHS, default="resnet20")
+    p.add_argument("--epochs", type=int, default=30, help="the schedule's length (the cosine reaches 0 there)")
+    p.add_argument("--stop_after", type=int, default=0, metavar="N",
+                   help="stop after epoch N of the schedule (0: run it to the end); a rerun continues")
     p.add_argument("--weight_decay", type=float, default=5e-4)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--out", required=True, help="metrics JSON, rewritten after every epoch; OUT.pt beside it holds "
@@ -73,13 +81,18 @@ def main():
     torch.manual_seed(args.seed)
     xtr, ytr = load(args.data_dir, [f"data_batch_{i}.bin" for i in range(1, 5)])
     xva, yva = load(args.data_dir, ["data_batch_5.bin"])
-    net = resnet20()
+    net = cifar_resnet(args.arch)
     opt = torch.optim.SGD(net.parameters(), lr=BASE_LR, momentum=0.9, nesterov=True, weight_decay=args.weight_decay)
     steps = len(xtr) // BATCH
     total, warm = args.epochs * steps, steps
     history, first = [], 0
     state_path = os.path.splitext(args.out)[0] + ".pt"
+    recipe = {k: getattr(args, k) for k in ("arch", "epochs", "weight_decay", "seed")}
     if os.path.exists(state_path) and os.path.exists(args.out):  # continue an interrupted run
+        with open(args.out) as f:
+            recorded = {"arch": "resnet20", **json.load(f).get("recipe", {})}  # runs before --arch were ResNet-20
+        if recorded != recipe:
+            p.error(f"{args.out} was run with {recorded}, not {recipe}: pass those, or another --out")
         state = torch.load(state_path, weights_only=True)
         net.load_state_dict(state["net"])
         opt.load_state_dict(state["opt"])
@@ -88,7 +101,7 @@ def main():
         first = state["epoch"]
         print(f"continuing after epoch {first}", flush=True)
     step = first * steps
-    for epoch in range(first, args.epochs):
+    for epoch in range(first, min(args.epochs, args.stop_after or args.epochs)):
         rng = np.random.default_rng([args.seed, epoch])  # per-epoch order and crops: a continued run is the same run
         net.train()
         order = rng.permutation(len(xtr))
@@ -121,7 +134,6 @@ def main():
         torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "epoch": epoch + 1}, state_path + ".tmp")
         os.replace(state_path + ".tmp", state_path)
         with open(args.out + ".tmp", "w") as f:
-            recipe = {k: getattr(args, k) for k in ("epochs", "weight_decay", "seed")}
             json.dump({"recipe": recipe, "torch": torch.__version__, "epochs": history}, f, indent=1)
         os.replace(args.out + ".tmp", args.out)
 
