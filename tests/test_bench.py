@@ -460,3 +460,40 @@ def test_int8_bench_refuses_too_few_calibration_images_and_writes_nothing(made_c
     assert "calib_size=1000000 but the training split has only" in capsys.readouterr().err
     assert not out.exists() and not (tmp_path / "int8.png").exists() and not (tmp_path / "int8.md").exists()
     assert set(glob.glob(os.path.join(tempfile.gettempdir(), "int8-bench-*"))) == before
+
+
+def _curve_file(path, epochs):
+    import json
+    path.write_text(json.dumps({"epochs": [{"epoch": e, "train_acc": t, "val_top1": v} for e, t, v in epochs]}))
+    return str(path)
+
+
+def test_curve_comparison_pairs_the_shared_epochs_and_reports_the_differences(tmp_path, capsys):
+    sys.path.insert(0, os.path.join(ROOT, "bench", "reference"))
+    import compare_curves
+    ms = _curve_file(tmp_path / "ms.json", [(1, 30.0, 40.0), (2, 50.0, 55.0), (3, 60.0, 58.5)])
+    ref = _curve_file(tmp_path / "ref.json", [(1, 31.0, 41.0), (2, 49.5, 56.25)])  # epoch 3 not run yet
+    compare_curves.main([ms, ref, "--names", "MS,PT"])
+    out = capsys.readouterr().out
+    assert "| 1 | 30.0 | 31.0 | 40.00 | 41.00 |" in out and "| 2 | 50.0 | 49.5 | 55.00 | 56.25 |" in out
+    assert "| 3 |" not in out and "| epoch | MS train acc | PT train acc |" in out
+    _, summary = compare_curves.compare(compare_curves.load_epochs(ms), compare_curves.load_epochs(ref))
+    assert summary["epochs_compared"] == 2 and summary["train_acc_max_abs_diff"] == 1.0
+    assert summary["train_acc_mean_diff"] == pytest.approx(-0.25) and summary["mindspore_lower_train_acc_epochs"] == 1
+    assert summary["best_val_top1"] == {"mindspore": [55.0, 2], "reference": [56.25, 2]}
+
+
+def test_curve_comparison_rejects_files_without_epochs_by_name(tmp_path):
+    sys.path.insert(0, os.path.join(ROOT, "bench", "reference"))
+    import compare_curves
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"epochs": [{"epoch": 1}]}')
+    with pytest.raises(SystemExit, match="bad.json has no list of epochs"):
+        compare_curves.load_epochs(str(bad))
+    bad.write_text("{not json")
+    with pytest.raises(SystemExit, match="bad.json is not JSON"):
+        compare_curves.load_epochs(str(bad))
+    a = _curve_file(tmp_path / "a.json", [(1, 30.0, 40.0)])
+    b = _curve_file(tmp_path / "b.json", [(2, 30.0, 40.0)])
+    with pytest.raises(SystemExit, match="share no epoch"):
+        compare_curves.main([a, b])
