@@ -483,7 +483,7 @@ def test_curve_comparison_pairs_the_shared_epochs_and_reports_the_differences(tm
     assert summary["best_val_top1"] == {"mindspore": [55.0, 2], "reference": [56.25, 2]}
 
 
-def test_curve_comparison_rejects_files_without_epochs_by_name(tmp_path):
+def test_curve_comparison_rejects_files_without_epochs_by_name(tmp_path, capsys):
     sys.path.insert(0, os.path.join(ROOT, "bench", "reference"))
     import compare_curves
     bad = tmp_path / "bad.json"
@@ -497,3 +497,6 @@ def test_curve_comparison_rejects_files_without_epochs_by_name(tmp_path):
     b = _curve_file(tmp_path / "b.json", [(2, 30.0, 40.0)])
     with pytest.raises(SystemExit, match="share no epoch"):
         compare_curves.main([a, b])
+    with pytest.raises(SystemExit) as bad_names:
+        compare_curves.main([a, a, "--names", "MS"])
+    assert bad_names.value.code == 2 and "--names takes two names separated by a comma" in capsys.readouterr().err
