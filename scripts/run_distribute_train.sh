@@ -14,7 +14,7 @@
 #   --master_port PORT     its port, free on node 0 (default 8118)
 #   --node_rank R          this node's rank, 0..nodes-1 (default 0); run the same command on every node
 #   --log_dir DIR          msrun's per-worker logs (default OUTPUT_DIR/msrun_log)
-#   --cluster_time_out S   seconds before the job gives up on a worker that does not answer (default 600)
+#   --cluster_time_out S   seconds to wait for every worker to join the job before giving up (default 600)
 # rank-table mode (Ascend, HCCL; one process per device of this node, as the MindSpore model zoo):
 #   --rank_table_file FILE the HCCL rank table (JSON); this node's devices are those of --server_id
 #   --server_id ID         this node's server_id in the table (default: the first server)
