@@ -159,7 +159,7 @@ def test_two_workers_equal_one_process_on_the_global_batch(tmp_path):
 def test_a_killed_worker_ends_the_job(recipe, tmp_path):
     """msrun kills the other workers at once and the scheduler gives up on the lost one after its heartbeat
     time-out (about 30 s here, whatever --cluster_time_out: that one only bounds the wait for workers to join, so the
-    default 600 s is kept and a loaded machine cannot fail the start-up)."""
+    default 600 s is kept, giving a loaded machine time to start both workers)."""
     long = tmp_path / "long.yaml"
     long.write_text("arch: resnet8\nprocedure: teacher\nsynthetic_train_size: 256\nsynthetic_val_size: 32\n"
                     "batch_size: 16\nepochs: 200\nlog_interval: 1\n")
