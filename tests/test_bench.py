@@ -500,3 +500,59 @@ def test_curve_comparison_rejects_files_without_epochs_by_name(tmp_path, capsys)
     with pytest.raises(SystemExit) as bad_names:
         compare_curves.main([a, a, "--names", "MS"])
     assert bad_names.value.code == 2 and "--names takes two names separated by a comma" in capsys.readouterr().err
+
+
+def test_bn_recalibration_sets_the_statistics_of_the_data_it_sees(made_cifar10):
+    """With one batch, the re-estimated statistics are that batch's: evaluation mode then computes what training
+    mode computes on it, which the wrong saved statistics did not."""
+    import bn_recalibration
+    import mindspore as ms
+    from resdist.data import create_dataset
+    from resdist.models import create_model
+
+    net = create_model("plain8", num_classes=10)
+    for _, bn in bn_recalibration.batchnorms(net):  # stale statistics, far from any the data gives
+        bn.moving_mean.set_data(ms.Tensor(np.full(bn.moving_mean.shape, 3.0, np.float32)))
+        bn.moving_variance.set_data(ms.Tensor(np.full(bn.moving_variance.shape, 9.0, np.float32)))
+    data, _ = create_dataset("cifar10", made_cifar10, "calib", 64, calib_size=64)  # no augmentation: one batch
+    images = next(data.create_tuple_iterator(num_epochs=1))[0]
+    net.set_train(True)
+    batch_stats = net(images).asnumpy()
+    net.set_train(False)
+    assert not np.allclose(net(images).asnumpy(), batch_stats, atol=1e-2)
+    shifts, ratios = bn_recalibration.recalibrate(net, data)
+    assert len(shifts) == len(ratios) == 7 and min(shifts) > 0.5  # every BatchNorm of plain8 moved, by many std
+    assert min(ratios) > 1  # the stale variance 9 was larger than any the data gives
+    np.testing.assert_allclose(net(images).asnumpy(), batch_stats, rtol=1e-3, atol=1e-3)
+
+
+def test_bn_recalibration_reports_both_accuracies_and_refuses_a_checkpoint_without_a_network(made_cifar10,
+                                                                                                tmp_path, capsys):
+    import json
+
+    import bn_recalibration
+    from resdist import checkpoint as ckpt_io
+    from resdist.models import create_model
+
+    params = ckpt_io.network_params(create_model("plain8", num_classes=10))
+    ckpt = str(tmp_path / "run" / "last.ckpt")
+    os.makedirs(os.path.dirname(ckpt))
+    ckpt_io.save(ckpt, params, {**ckpt_io.network_identity("plain8", "full"), "epoch": 3})
+    out = tmp_path / "report.json"
+    assert bn_recalibration.main(["--ckpt_file", ckpt, "--data_path", made_cifar10, "--images", "128",
+                                  "--batch_size", "64", "--output", str(out)]) == 0
+    report = json.load(open(out))
+    assert report["checkpoint"]["arch"] == "plain8" and report["checkpoint"]["epoch"] == 3
+    for when in ("saved", "re_estimated"):
+        assert set(report[when]) == {"val", "train_no_augmentation"}
+        assert all(0 <= top1 <= 100 for top1 in report[when].values())
+    assert report["mean_shift_in_std"]["layers"] == 7 and report["variance_ratio_saved_to_new"]["smallest"] > 0
+    assert "fixed subset of 128" in report["statistics_from"]
+    assert f"re-estimated:     val top-1 {report['re_estimated']['val']:.2f}%" in capsys.readouterr().out
+
+    anonymous = str(tmp_path / "anonymous.ckpt")
+    ckpt_io.save(anonymous, params)
+    out2 = tmp_path / "report2.json"
+    assert bn_recalibration.main(["--ckpt_file", anonymous, "--data_path", made_cifar10, "--images", "128",
+                                  "--batch_size", "64", "--output", str(out2)]) == 2
+    assert "records no network (arch)" in capsys.readouterr().err and not out2.exists()
