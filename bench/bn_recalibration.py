@@ -19,13 +19,12 @@ import argparse
 import os
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 from resdist import runtime  # noqa: E402
 from resdist.errors import UserError  # noqa: E402
 
 runtime.prefer_fast_cpu_kernels()
 
-from benchutil import portable_command, save_report  # noqa: E402
+from benchutil import ROOT, portable_command, save_report  # noqa: E402
 
 
 def batchnorms(net):
