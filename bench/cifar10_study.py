@@ -92,11 +92,11 @@ SHORT = Study("short", "configs/cifar10_study.yaml", os.path.join("bench", "resu
     Row("plain56_rd_keep_downsample", "plain56", "rd", "resnet56_teacher",
         overrides={"plain_variant": "keep_downsample"}),
 ))
-# Depth 20 first, so that a converged, deployable plain student exists early; then depth 56; then, as time
-# allows, the extra rows. RD without the feature term (lambda = 0) comes first of those: RD-56 seed 1 ended 4.7
-# points under its teacher with the feature term still two thirds of its loss, and lambda = 0 tests whether that
-# term crowds out the cross-entropy; then KD at depth 56 (RD against the usual alternative); the second RD-56
-# seed (16 hours, the dearest) last.
+# Depth 20 first, so that a converged, deployable plain student exists early; then depth 56; then the
+# Dirac-parametrised plain-56 (the authors' lever against under-fitting, which RD-56 showed: 9 points of training
+# accuracy under its teacher), with RD and alone; then, as time allows, the extra rows. RD without the feature
+# term (lambda = 0) comes first of those: it tests whether that term crowds out the cross-entropy; then KD at
+# depth 56 (RD against the usual alternative); the second RD-56 seed (16 hours, the dearest) last.
 CONVERGED = Study("converged", "configs/cifar10_converged.yaml",
                   os.path.join("bench", "results", "cifar10_converged"), (
     Row("resnet20_teacher", "resnet20", "teacher"),
@@ -105,6 +105,8 @@ CONVERGED = Study("converged", "configs/cifar10_converged.yaml",
     Row("resnet56_teacher", "resnet56", "teacher"),
     Row("plain56_rd_seed1", "plain56", "rd", "resnet56_teacher"),
     Row("plain56_alone", "plain56", "plain"),
+    Row("plain56_dirac_rd", "plain56", "rd", "resnet56_teacher", overrides={"dirac": True}),
+    Row("plain56_dirac_alone", "plain56", "plain", overrides={"dirac": True}),
     Row("plain56_rd_lambda0", "plain56", "rd", "resnet56_teacher", overrides={"fd_lambda": 0.0}),
     Row("plain56_kd", "plain56", "kd", "resnet56_teacher"),
     Row("plain56_rd_seed2", "plain56", "rd", "resnet56_teacher", seed=2),

@@ -69,6 +69,43 @@ def test_freezing_one_stage_keeps_it_and_trains_the_rest(pretrained, tmp_path):
     assert trained and all(not np.array_equal(after[k], before[k]) for k in trained)
 
 
+def test_dirac_keeps_frozen_stages_frozen(pretrained, tmp_path):
+    """--dirac swaps in new convolutions (with new alpha, beta): they must freeze as the ones they replace. The
+    saved student folds Dirac back, so a frozen stage's folded weights are the pretrained ones to the bit."""
+    out = tmp_path / "dirac_frozen"
+    assert train_script.main(TINY + ["--arch", "plain8", "--procedure", "plain", "--pretrained_ckpt",
+                                     pretrained["plain8"], "--dirac", "true", "--freeze_stages", "1",
+                                     "--output_dir", str(out)]) == 0
+    before, after = _arrays(pretrained["plain8"]), _arrays(str(out / "best.ckpt"))
+    frozen = [k for k in after if k.startswith(("stem.", "stages.0."))]
+    trained = [k for k in after if k.startswith("stages.2.") and k.endswith("conv1.weight")]
+    assert any(k.endswith("conv1.weight") for k in frozen)
+    assert frozen and all(np.array_equal(after[k], before[k]) for k in frozen)
+    assert trained and all(not np.array_equal(after[k], before[k]) for k in trained)
+    state = ckpt_io.read(str(out / "last.ckpt"))  # the training state: frozen scales at their start
+    assert np.array_equal(state["stages.0.0.conv1.dirac_alpha"].asnumpy(), np.zeros(16, np.float32))
+    assert not np.array_equal(state["stages.2.0.conv1.dirac_alpha"].asnumpy(), np.zeros(64, np.float32))
+
+
+def test_dirac_from_a_pretrained_network_starts_at_that_network(pretrained, tmp_path):
+    """At a learning rate of ~0 (and BatchNorm statistics fixed), a Dirac run's first validation is the
+    pretrained network's: the parametrisation starts at alpha 0, beta 1, i.e. at the loaded weights."""
+    import eval as eval_script
+
+    out = tmp_path / "dirac_pre"
+    assert train_script.main(TINY + ["--arch", "plain8", "--procedure", "plain", "--pretrained_ckpt",
+                                     pretrained["plain8"], "--dirac", "true", "--freeze_stages", "3",
+                                     "--lr", "1e-12", "--output_dir", str(out)]) == 0
+    first = json.load(open(out / "metrics.json"))["epochs"][0]
+    result = tmp_path / "pretrained.json"
+    assert eval_script.main(["--arch", "plain8", "--synthetic_val_size", "32", "--batch_size", "32",
+                             "--ckpt_file", pretrained["plain8"], "--output_json", str(result)]) == 0
+    assert first["val_top1"] == json.load(open(result))["top1"]
+    assert "dirac: starting at alpha 0, beta 1" in (out / "train.log").read_text()
+    before, after = _arrays(pretrained["plain8"]), _arrays(str(out / "best.ckpt"))
+    np.testing.assert_allclose(after["stages.2.0.conv2.weight"], before["stages.2.0.conv2.weight"], atol=1e-9)
+
+
 def test_backbone_lr_scale_reaches_the_optimizer_groups():
     from resdist.finetune import backbone_parameters
     from resdist.models import create_model

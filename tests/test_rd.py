@@ -1,5 +1,7 @@
 """Residual Distillation: the frozen teacher, the mixed paths, the loss terms and their gradients."""
+import json
 import math
+import os
 
 import mindspore as ms
 import numpy as np
@@ -332,3 +334,58 @@ def test_make_objective_builds_each_procedure_and_only_rd_has_an_eta_schedule():
         make_objective("kd", student)
     with pytest.raises(ValueError, match="unknown procedure 'distil'"):
         make_objective("distil", student, teacher)
+
+
+def test_a_dirac_rd_student_trains_exports_plain_and_scores_the_same_everywhere(made_cifar10, tmp_path):
+    """The Dirac RD smoke run the converged rows rely on: one short epoch on CIFAR-10 files, then export. The
+    exported graph has no feature-map addition and no BatchNorm; its logits are the training network's (Dirac
+    convolutions, eval mode); eval.py gives one top-1 from the checkpoint, the MindIR and the ONNX file; the
+    run's optimizer spares alpha and beta from weight decay and decays every convolution weight."""
+    import eval as eval_script
+    import export as export_script
+    import train as train_script
+    from resdist.config import parse_args
+    from resdist.exported import graph_ops, load_exported
+    from resdist.trainer import check_inputs, setup_run
+
+    teacher = str(tmp_path / "teacher.ckpt")
+    ckpt_io.save(teacher, ckpt_io.network_params(_pair(depth=8)[1]), ckpt_io.network_identity("resnet8"))
+    data = ["--dataset", "cifar10", "--data_path", made_cifar10, "--val_split", "0.01", "--batch_size", "50"]
+    out = str(tmp_path / "dirac_rd")
+    argv = data + ["--arch", "plain8", "--procedure", "rd", "--teacher_ckpt", teacher, "--dirac", "true",
+                   "--train_subset", "400", "--epochs", "1", "--lr", "0.05", "--log_interval", "4",
+                   "--output_dir", out]
+    assert train_script.main(argv) == 0
+
+    cfg, _ = parse_args(argv[:-2] + ["--output_dir", str(tmp_path / "inspect")], "train", "")
+    check_inputs(cfg)
+    run = setup_run(cfg, 0, 1)
+    decay = {p.name: float(wd) for p, wd in zip(run.optimizer.parameters, run.optimizer.weight_decay)}
+    scales = [n for n in decay if n.endswith(("dirac_alpha", "dirac_beta"))]
+    assert len(scales) == 2 * 6 and all(decay[n] == 0.0 for n in scales)
+    assert all(decay[n] == pytest.approx(5e-4) for n in decay if n.endswith("conv1.weight"))
+
+    student = apply_dirac(create_model("plain8", num_classes=10))
+    ckpt_io.load_network(student, ckpt_io.read(os.path.join(out, "last.ckpt")), arch="plain8",
+                         expected={"arch": "plain8", "plain_variant": "full", "procedure": "rd"})
+    student.set_train(False)
+    images = np.random.default_rng(3).standard_normal((3, 3, 32, 32)).astype(np.float32)
+    ckpt = os.path.join(out, "final.ckpt")
+    common = data[:-2] + ["--arch", "plain8", "--batch_size", "100"]
+    scores = {}
+    for fmt, suffix, flag, (conv, bn, add) in (("ONNX", ".onnx", "--onnx", ("Conv", "BatchNormalization", "Add")),
+                                               ("MINDIR", ".mindir", "--mindir", ("Conv2D", "BatchNorm", "Add"))):
+        base = str(tmp_path / f"student_{fmt}")
+        assert export_script.main(["--ckpt_file", ckpt, "--arch", "plain8", "--file_name", base,
+                                   "--file_format", fmt, "--dataset", "cifar10"]) == 0
+        graph = graph_ops(base + suffix)
+        assert graph.count(conv) == 1 + 6 and graph.count(bn) == 0 and graph.count(add) == 0
+        np.testing.assert_allclose(load_exported(base + suffix).predict(images),
+                                   student(ms.Tensor(images)).asnumpy(), rtol=1e-4, atol=1e-4)
+        result = str(tmp_path / f"{fmt}.json")
+        assert eval_script.main(common + [flag, base + suffix, "--output_json", result]) == 0
+        scores[fmt] = json.load(open(result))["top1"]
+    result = str(tmp_path / "ckpt.json")
+    assert eval_script.main(common + ["--ckpt_file", ckpt, "--output_json", result]) == 0
+    scores["ckpt"] = json.load(open(result))["top1"]
+    assert scores["ONNX"] == scores["MINDIR"] == scores["ckpt"]

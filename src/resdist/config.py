@@ -122,8 +122,9 @@ OPTIONS = [
            "0.0001 for 224x224; 0: off)", check=_non_negative, scope="train"),
     Option("kd_alpha", 0.9, "kd: weight of the distillation term", check=_non_negative, scope="train"),
     Option("kd_temperature", 4.0, "kd: softmax temperature", check=_positive, scope="train"),
-    Option("dirac", False, "student convolutions parametrised as diag(a)*identity + diag(b)*W (a=1, b=0.1), "
-           "folded into ordinary convolutions in the saved student", scope="train"),
+    Option("dirac", False, "student convolutions parametrised as diag(a)*identity + diag(b)*W (a=1, b=0.1; from a "
+           "pretrained_ckpt a=0, b=1, which starts at the pretrained network), folded into ordinary convolutions "
+           "in the saved student; a and b get no weight decay", scope="train"),
     # data
     Option("dataset", "synthetic", "cifar10, cifar100, imagefolder (train/ and val/ class folders) or synthetic "
            "(generated, for demos)", choices=("cifar10", "cifar100", "imagefolder", "synthetic")),

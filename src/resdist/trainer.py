@@ -251,6 +251,11 @@ def setup_run(cfg, rank, group_size):
     net = build_network(cfg, cfg.arch, num_classes)
     if cfg.pretrained_ckpt and resume_state is None:  # a resume restores everything from its own checkpoint
         load_pretrained(net, cfg.pretrained_ckpt, cfg.arch, identity(cfg, cfg.arch), cfg.new_classifier)
+    if cfg.dirac:  # before freezing: the swap makes new parameters (alpha, beta), which must freeze too
+        pretrained = bool(cfg.pretrained_ckpt) and resume_state is None
+        apply_dirac(net, keep_function=pretrained)
+        if pretrained:
+            logger.info("dirac: starting at alpha 0, beta 1 (W_eff = the pretrained weights)")
     try:
         frozen = freeze_stages(net, cfg.freeze_stages)
     except ValueError as exc:
@@ -258,8 +263,6 @@ def setup_run(cfg, rank, group_size):
     if frozen:
         logger.info("frozen: the stem and stages 1..%d (%d parameters, BatchNorm statistics fixed)",
                     cfg.freeze_stages, frozen)
-    if cfg.dirac:
-        apply_dirac(net)
     objective = apply_precision(build_objective(cfg, net, num_classes), cfg.amp_level)
     if cfg.amp_level != "O0":
         logger.info("mixed precision %s (teacher and student alike; losses in float32), %s loss scale %g",

@@ -49,13 +49,18 @@ def refresh_parameter_names(net):
         param.name = name
 
 
-def apply_dirac(net):
+def apply_dirac(net, keep_function=False):
     """Swap the convolutions inside every block of ``net`` for Dirac-parametrised ones (stem and projection
-    shortcuts stay ordinary). Returns ``net``."""
+    shortcuts stay ordinary). Returns ``net``.
+
+    ``keep_function``: start at alpha 0, beta 1, so that W_eff = W and ``net`` computes what it computed before
+    (a pretrained network being fine-tuned); the default alpha 1, beta 0.1 turns W into a small perturbation of
+    the identity, right for a network trained from scratch and wrong for one whose W already works."""
+    alpha, beta = (0.0, 1.0) if keep_function else (1.0, 0.1)
     for _, cell in list(net.cells_and_names()):
         if isinstance(cell, Block):  # the main path of each block
             for attr, _ in cell.CONV_BN_PAIRS:
-                setattr(cell, attr, DiracConv2d(getattr(cell, attr)))
+                setattr(cell, attr, DiracConv2d(getattr(cell, attr), alpha, beta))
     refresh_parameter_names(net)
     return net
 
