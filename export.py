@@ -9,8 +9,8 @@
         --calib_data ../shared/data/cifar-10-batches-bin          # writes plain20.int8.onnx (README "INT8")
 
 The file is loaded back after writing (MindIR by MindSpore, ONNX by onnxruntime) and its logits compared with
-the checkpoint network's (an INT8 model with the float model's on its calibration images); a file that fails the
-check is not written. Then: scripts/run_convert_om.sh (Ascend .om via ATC), scripts/run_convert_lite.sh
+the checkpoint network's (an INT8 model with the float model's, on held-out images of the validation split that
+calibration never saw); a file that fails the check is not written. Then: scripts/run_convert_om.sh (Ascend .om via ATC), scripts/run_convert_lite.sh
 (.ms via MindSpore Lite's converter_lite), eval.py --mindir / --onnx (accuracy of the exported file).
 """
 import sys
@@ -43,10 +43,12 @@ def run(cfg, cpu_note):
         print(f"reloaded and compared with the checkpoint network: max |logit difference| "
               f"{result['max_abs_diff']:.2e} (OK)")
     if result.get("quantized"):
-        print(f"reloaded and compared with the float model on the {result['images']} calibration images: top-1 "
-              f"agreement {100 * result['top1_agreement']:.2f}% (OK: at least "
-              f"{100 * result['min_top1_agreement']:.0f}% needed), max |logit difference| "
-              f"{result['max_abs_diff']:.3f} (largest float logit {result['max_abs_logit']:.2f})")
+        print(f"reloaded and compared with the float model on {result['check_split']} (held out from calibration): "
+              f"top-1 agreement {100 * result['top1_agreement']:.2f}% (OK: at least "
+              f"{100 * result['min_top1_agreement']:.0f}% needed), top-1 float {result['float_top1']:.2f}% / INT8 "
+              f"{result['int8_top1']:.2f}%, max |logit difference| {result['max_abs_diff']:.3f} (largest float "
+              f"logit {result['max_abs_logit']:.2f}); on the calibration images themselves: agreement "
+              f"{100 * result['calib_agreement']:.2f}%")
     return 0
 
 

@@ -28,7 +28,10 @@ setup(
         # INT8 ONNX export (`export.py --quantize int8`): onnxruntime's quantization tools need onnx
         # (tested with onnx 1.23.2, onnxruntime 1.32.0)
         "quant": ["onnxruntime>=1.16", "onnx>=1.14"],
-        "test": ["pytest>=7", "onnxruntime>=1.16", "onnx>=1.14"],
+        # MNN, a mobile inference engine: `export.py --file_format MNN`, `eval.py --mnn` (tested with 3.6.1). Only its
+        # C extensions are used: its mnnconvert/mnnquant wrapper scripts phone home (src/resdist/mnn.py)
+        "mnn": ["MNN>=3.6,<3.7"],
+        "test": ["pytest>=7", "onnxruntime>=1.16", "onnx>=1.14", "MNN>=3.6,<3.7"],
         # bench/transfer.py's downstream task: the handwritten digits bundled with scikit-learn (tested with 1.9.1)
         "transfer": ["scikit-learn>=1.0"],
     },

@@ -27,6 +27,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -182,13 +183,29 @@ def row_result(row, run_dir, wall_seconds, command):
     }
 
 
+class StudyError(Exception):
+    """A problem with the study's files or folders; main prints it as one ``error:`` line and exits 2."""
+
+
+RESULT_KEYS = ("final_val_top1", "best_val_top1", "best_epoch", "seed", "group", "epochs")
+
+
 def load_results(results_dir, study):
     out = {}
     for row in study.rows:
         path = os.path.join(results_dir, f"{row.name}.json")
         if os.path.isfile(path):
-            with open(path, encoding="utf-8") as f:
-                out[row.name] = json.load(f)
+            try:
+                with open(path, encoding="utf-8") as f:
+                    result = json.load(f)
+            except (OSError, UnicodeDecodeError, ValueError) as exc:
+                raise StudyError(f"row result {path} cannot be read ({exc}); restore it (git checkout -- FILE) or "
+                                 f"delete it to train the row again") from None
+            if not isinstance(result, dict) or any(k not in result for k in RESULT_KEYS):
+                raise StudyError(f"row result {path} is not a row result (it lacks "
+                                 f"{', '.join(k for k in RESULT_KEYS if not isinstance(result, dict) or k not in result)}"
+                                 f"); restore it (git checkout -- FILE) or delete it to train the row again")
+            out[row.name] = result
     return out
 
 
@@ -452,16 +469,39 @@ def save_snapshots(args):
         run_dir = os.path.join(args.output_dir, row.name)
         if os.path.isfile(os.path.join(args.results_dir, f"{row.name}.json")) or not run_snapshot.epochs_done(run_dir):
             continue
-        snapshot_row(row, run_dir, args)
+        try:
+            snapshot_row(row, run_dir, args)
+        except OSError as exc:  # save() stages aside: the committed snapshot, if any, is as it was
+            raise StudyError(f"cannot write the snapshot of {row.name} to {snapshot_dir(args.results_dir, row)} "
+                             f"({exc.strerror or exc}); make the results folder writable or pass --results_dir. "
+                             f"The previous snapshot, if any, is kept") from None
         saved += 1
     if not saved:
         print(f"no started, unfinished row in {args.output_dir}")
     return 0
 
 
+def stop_on_sigterm(signum, frame):
+    """SIGTERM (a session's end, ``kill``) unwinds the runner like Ctrl-C, so that run_row's ``finally`` stops
+    the row's train.py instead of leaving it to train on alone (re-parented to init)."""
+    raise SystemExit(128 + signum)
+
+
 def main(argv=None):
     args = parse_args(argv)
-    os.makedirs(args.results_dir, exist_ok=True)
+    try:
+        return run_study(args)
+    except StudyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def run_study(args):
+    try:
+        os.makedirs(args.results_dir, exist_ok=True)
+    except OSError as exc:
+        raise StudyError(f"cannot create the results folder {args.results_dir} ({exc.strerror or exc}); pass a "
+                         f"writable --results_dir") from None
     if args.list:
         done = load_results(args.results_dir, args.study)
         active = runner_active(args.output_dir)
@@ -477,6 +517,7 @@ def main(argv=None):
         return 0
     if args.snapshot:
         return save_snapshots(args)
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
     os.makedirs(args.output_dir, exist_ok=True)
     with open(lock_path(args.output_dir), "w") as lock:
         if not try_lock(lock):

@@ -46,11 +46,13 @@ def _signature(folder):
 
 
 def _consistent(sig):
-    """An epoch's end writes last.ckpt, then best.ckpt, then metrics.json: a metrics.json older than either
-    checkpoint means the copy fell between them."""
+    """An epoch's end writes best.ckpt, then metrics.json, then last.ckpt (the commit point a resume continues
+    after): a last.ckpt older than either means the copy fell between them. Runs trained before that order wrote
+    last.ckpt first and metrics.json last; their steady state, metrics.json newest, is accepted too."""
     if "last.ckpt" not in sig or "metrics.json" not in sig:
         return False
-    return all(sig["metrics.json"][1] >= sig[c][1] for c in ("last.ckpt", "best.ckpt") if c in sig)
+    return any(all(sig[newest][1] >= sig[c][1] for c in ("last.ckpt", "best.ckpt", "metrics.json") if c in sig)
+               for newest in ("last.ckpt", "metrics.json"))
 
 
 def save(run_dir, dest, replacements=(), attempts=10, wait=5.0):

@@ -7,6 +7,7 @@
 For every network pair (resnetN teacher, plainN student) it builds the objectives
   teacher: the ResNet alone (CE)       plain: the plain student alone (CE)
   kd: student + frozen teacher (Hinton KD)   rd: student + frozen teacher (Residual Distillation, lambda > 0)
+  plain_dirac, rd_dirac: plain and rd with a Dirac-parametrised student (train.py --dirac true)
 compiles each train step (graph mode), then times `--steps` steps per procedure, round-robin over `--rounds`
 rounds so that every procedure sees the same machine load; the median round is reported. "excluded" feeds one
 fixed in-memory batch; "included" pulls batches from the real CIFAR-10 pipeline (decode-free binary reader,
@@ -30,17 +31,22 @@ from resdist import runtime  # noqa: E402  (before MindSpore)
 NETS = {"resnet20": ("resnet20", "plain20", 128, {}), "resnet56": ("resnet56", "plain56", 128, {}),
         "resnet18": ("resnet18", "plain18", 32, {"stem": "cifar"}),
         "resnet8": ("resnet8", "plain8", 16, {})}  # a smoke-test size (tests/test_bench.py), not a benchmark
-PROCEDURES = ("teacher", "plain", "kd", "rd")
+# plain_dirac / rd_dirac: the same with the student's block convolutions Dirac-parametrised (train.py --dirac true)
+PROCEDURES = ("teacher", "plain", "kd", "rd", "plain_dirac", "rd_dirac")
 
 
 def build_step(procedure, teacher_name, student_name, kwargs, jit_level=None, readback="window"):
     from resdist.models import create_model
+    from resdist.models.dirac import apply_dirac
     from resdist.objectives import make_objective
     from resdist.optim import create_optimizer, lr_per_step
     from resdist.trainer import WindowSums, make_train_step
 
+    procedure, dirac = procedure.replace("_dirac", ""), procedure.endswith("_dirac")
     teacher = create_model(teacher_name, num_classes=10, **kwargs)
     trained = teacher if procedure == "teacher" else create_model(student_name, num_classes=10, **kwargs)
+    if dirac:
+        apply_dirac(trained)
     objective = make_objective(procedure, trained, None if procedure in ("teacher", "plain") else teacher,
                                fd_lambda=0.001)
     trainable = {n: p for n, p in objective.parameters_and_names() if p.requires_grad}

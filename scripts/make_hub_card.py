@@ -49,7 +49,7 @@ train-backend: cpu
 infer-backend: cpu
 mindspore-version: {ms_version}
 license: Apache2.0
-summary: {arch_title} without shortcuts trained by Residual Distillation from a ResNet teacher
+summary: {arch_title} without shortcuts {trained_how}
 asset:
 {assets}
 ---
@@ -57,10 +57,7 @@ asset:
 ## Introduction
 
 A {arch_title} network **without shortcuts** ("plain": the ResNet with every shortcut addition removed, so nothing
-but convolutions, ReLU, pooling and a classifier at inference), trained on CIFAR-10 with Residual Distillation
-(Li et al., NeurIPS 2020) from a ResNet teacher: during training, the student's early-stage features also run
-through the frozen teacher's later stages, whose shortcuts carry gradient into the student. Only the student is
-published.
+but convolutions, ReLU, pooling and a classifier at inference), {introduction}
 
 Accuracy {accuracy}% top-1 is measured on {split}, {samples} images, not on the official CIFAR-10 test set. How it
 was trained, on this project's 2-core CPU machine (the paper trains for 200 epochs on all 50,000 training images):
@@ -107,6 +104,39 @@ onnxruntime's int8 kernels saturate on x86 CPUs without VNNI.
 """
 
 
+# What the card says of how the model was trained, by the procedure its checkpoint records: (summary, introduction)
+TRAINED_HOW = {
+    "rd": ("trained by Residual Distillation from a ResNet teacher",
+           "trained on CIFAR-10 with Residual Distillation\n(Li et al., NeurIPS 2020) from a ResNet teacher: during "
+           "training, the student's early-stage features also run\nthrough the frozen teacher's later stages, whose "
+           "shortcuts carry gradient into the student. Only the student is\npublished."),
+    "plain": ("trained alone, without a teacher",
+              "trained on CIFAR-10 alone, with the cross-entropy\nand no teacher: the baseline that Residual "
+              "Distillation (Li et al., NeurIPS 2020) sets out to improve on."),
+    "kd": ("trained by knowledge distillation from a ResNet teacher",
+           "trained on CIFAR-10 with knowledge distillation\n(Hinton et al.) from a ResNet teacher's softened "
+           "outputs. Only the student is published."),
+    "fd": ("trained by feature distillation from a ResNet teacher",
+           "trained on CIFAR-10 with feature distillation\nfrom a ResNet teacher (the margin-based partial L2 of "
+           "Heo et al.), without Residual Distillation's mixed\npaths. Only the student is published."),
+}
+
+
+def trained_how(state, path):
+    """The card's claims about training, from the checkpoint's own record (procedure, dataset)."""
+    procedure, dataset = state.get("procedure"), state.get("dataset")
+    if not isinstance(procedure, str) or not isinstance(dataset, str):
+        raise PublishError(f"--ckpt_file {path} does not record how it was trained (procedure, dataset): publish a "
+                           f"checkpoint train.py wrote (final.ckpt or best.ckpt), whose record the card states")
+    if dataset != "cifar10":
+        raise PublishError(f"--ckpt_file {path} was trained on {dataset}, not cifar10: the card publishes CIFAR-10 "
+                           f"models")
+    if procedure not in TRAINED_HOW:
+        raise PublishError(f"--ckpt_file {path} records procedure {procedure!r}; the card describes "
+                           f"{', '.join(TRAINED_HOW)}")
+    return TRAINED_HOW[procedure]
+
+
 def read_eval_json(path):
     try:
         with open(path, encoding="utf-8") as f:
@@ -126,7 +156,8 @@ def read_eval_json(path):
 
 def check_inputs(args):
     """Everything publishing could trip on, before anything is written: the name, an existing model, the
-    checkpoint, and that the eval JSON measured this very checkpoint, as this network, on CIFAR-10."""
+    checkpoint and its record of how it was trained, and that the eval JSON measured this very checkpoint, as this
+    network, on CIFAR-10."""
     from resdist import checkpoint as ckpt_io
     from resdist.models import create_model, is_model, list_models, model_info
 
@@ -145,6 +176,7 @@ def check_inputs(args):
     state = ckpt_io.read(args.ckpt_file, "--ckpt_file")
     ckpt_io.load_network(create_model(args.arch, num_classes=10), state, "--ckpt_file", args.ckpt_file, args.arch,
                          ckpt_io.network_identity(args.arch, "full"))  # its record first, then names and shapes
+    result["trained_how"] = trained_how(state, args.ckpt_file)
     wrong = [f"{key} {result[key]!r} (expected {want!r})" for key, want in
              (("model_sha256", ckpt_io.file_sha256(args.ckpt_file)), ("arch", args.arch), ("dataset", "cifar10"),
               ("model_kind", "checkpoint")) if result[key] != want]
@@ -203,6 +235,7 @@ def make_files(args, result, staging):
                                       f"--ckpt_file hub/assets/{args.model_name}.ckpt",
                        publisher=args.publisher, ckpt_name=f"hub/assets/{args.model_name}.ckpt",
                        arch_title=args.arch.replace("plain", "plain-"), int8_accuracy=int8_accuracy,
+                       trained_how=result["trained_how"][0], introduction=result["trained_how"][1],
                        activations=args.quant_activations)
     with open(base + ".md", "w", encoding="utf-8") as f:
         f.write(card)

@@ -157,8 +157,10 @@ def test_study_runner_skips_finished_rows_and_continues_an_interrupted_one(tmp_p
 
     runs, results = tmp_path / "runs", tmp_path / "results"
     tiny = []
+    # a step schedule: the row is run for 1 epoch, then continued to 2 (a cosine one keeps its length on resume)
     for setting in ("dataset=synthetic", "data_path=", "val_split=auto", "train_subset=0", "synthetic_train_size=64",
-                    "synthetic_val_size=32", "batch_size=32", "warmup_epochs=0", "log_interval=1"):
+                    "synthetic_val_size=32", "batch_size=32", "warmup_epochs=0", "log_interval=1",
+                    "lr_schedule=step"):
         tiny += ["--set", setting]
 
     def runner(*args):
@@ -277,9 +279,10 @@ def test_run_snapshot_is_taken_whole_and_restored_only_when_further_along(tmp_pa
     assert (dest / "last.ckpt").read_bytes() == b"weights 3" and not (dest / "train.log").exists()
     assert sorted(p.name for p in dest.parent.iterdir()) == ["row"]  # no staging folder left
 
-    # metrics.json older than the checkpoints: the copy fell inside an epoch's end; never saved half-way
+    # best.ckpt newer than last.ckpt and metrics.json: the copy fell inside an epoch's end (which writes best.ckpt,
+    # metrics.json, then last.ckpt); never saved half-way
     os.utime(run / "metrics.json", ns=(1, 1))
-    os.utime(run / "last.ckpt", ns=(10 ** 18, 10 ** 18))
+    os.utime(run / "best.ckpt", ns=(10 ** 18, 10 ** 18))
     with pytest.raises(RuntimeError, match="kept changing"):
         run_snapshot.save(str(run), str(dest), attempts=2, wait=0)
     assert (dest / "last.ckpt").read_bytes() == b"weights 3"  # the earlier snapshot stands
@@ -556,3 +559,89 @@ def test_bn_recalibration_reports_both_accuracies_and_refuses_a_checkpoint_witho
     assert bn_recalibration.main(["--ckpt_file", anonymous, "--data_path", made_cifar10, "--images", "128",
                                   "--batch_size", "64", "--output", str(out2)]) == 2
     assert "records no network (arch)" in capsys.readouterr().err and not out2.exists()
+
+
+def _study(tmp_path, *args, **kwargs):
+    import subprocess
+
+    cmd = [sys.executable, os.path.join(ROOT, "bench", "cifar10_study.py"), "--output_dir", str(tmp_path / "runs"),
+           "--results_dir", str(tmp_path / "results")] + list(args)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, **kwargs)
+
+
+@pytest.mark.parametrize("content", ["{not json", '{"row": "plain20_alone"}', "[1, 2]"])
+def test_study_report_and_list_refuse_a_corrupt_row_result_in_one_line(tmp_path, content):
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "plain20_alone.json").write_text(content)
+    for flag in ("--report", "--list"):
+        done = _study(tmp_path, flag)
+        assert done.returncode == 2, done.stderr
+        err = done.stderr.strip()
+        assert err.startswith(f"error: row result {results}/plain20_alone.json ") and "\n" not in err
+        assert "restore it (git checkout -- FILE) or delete it to train the row again" in err
+    assert sorted(p.name for p in results.iterdir()) == ["plain20_alone.json"]  # no table or plot half-made
+
+
+def test_study_snapshot_into_a_read_only_folder_is_one_error_and_keeps_the_old_one(tmp_path):
+    """unfinished/ read-only: as root (who writes through permissions) a read-only bind mount of it, in a mount
+    namespace of the runner's own; as a user, its permissions."""
+    import shlex
+    import shutil
+    import subprocess
+
+    _fake_run(tmp_path / "runs" / "plain20_alone", 2)
+    unfinished = tmp_path / "results" / "unfinished"
+    old = unfinished / "plain20_alone"
+    old.mkdir(parents=True)
+    (old / "last.ckpt").write_bytes(b"weights 1")
+    cmd = [sys.executable, os.path.join(ROOT, "bench", "cifar10_study.py"), "--output_dir", str(tmp_path / "runs"),
+           "--results_dir", str(tmp_path / "results"), "--snapshot", "--rows", "plain20_alone"]
+    if os.geteuid() == 0:
+        if not shutil.which("unshare"):
+            pytest.skip("needs unshare (util-linux) to make a read-only folder for root")
+        ro = shlex.quote(str(unfinished))
+        cmd = ["unshare", "-m", "sh", "-c", f"mount --bind {ro} {ro} && mount -o remount,ro,bind {ro} {ro} && "
+               f"exec {shlex.join(cmd)}"]
+    else:
+        unfinished.chmod(0o555)
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    finally:
+        unfinished.chmod(0o755)
+    assert done.returncode == 2, done.stdout + done.stderr
+    err = done.stderr.strip()
+    assert err.startswith(f"error: cannot write the snapshot of plain20_alone to {old} (") and "\n" not in err
+    assert "The previous snapshot, if any, is kept" in err
+    assert sorted(p.name for p in unfinished.iterdir()) == ["plain20_alone"]
+    assert sorted(p.name for p in old.iterdir()) == ["last.ckpt"] and (old / "last.ckpt").read_bytes() == b"weights 1"
+
+
+def test_sigterm_to_the_study_runner_stops_its_training_child(tmp_path):
+    import signal
+    import subprocess
+    import time
+
+    runs = tmp_path / "runs"
+    cmd = [sys.executable, os.path.join(ROOT, "bench", "cifar10_study.py"), "--data_path", str(tmp_path),
+           "--output_dir", str(runs), "--results_dir", str(tmp_path / "results"), "--rows", "plain20_alone"]
+    for setting in ("dataset=synthetic", "data_path=", "val_split=auto", "synthetic_train_size=64",
+                    "synthetic_val_size=32", "batch_size=32", "epochs=100000", "arch=plain8"):
+        cmd += ["--set", setting]
+    runner = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    lock = runs / "plain20_alone" / ".train.lock"
+    try:
+        for _ in range(600):
+            if lock.exists() and lock.read_text().strip():
+                break
+            time.sleep(0.5)
+        child = int(lock.read_text().strip())
+        os.kill(child, 0)  # training
+        runner.send_signal(signal.SIGTERM)
+        assert runner.wait(timeout=120) == 128 + signal.SIGTERM
+        time.sleep(1)
+        with pytest.raises(ProcessLookupError):
+            os.kill(child, 0)
+    finally:
+        if runner.poll() is None:
+            runner.kill()

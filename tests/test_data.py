@@ -61,6 +61,28 @@ def test_image_folder_reads_jpegs_with_shared_class_indexing(jpeg_dir):
     assert np.bincount(_labels(val), minlength=10).tolist() == [10] * 10
 
 
+def test_an_image_folders_files_are_listed_once_while_it_is_unchanged(made_jpegs, tmp_path, monkeypatch):
+    """check_dataset, the training and the validation pipelines all ask for the class listing; the files of a
+    class folder are listed once (ImageNet: 1.28M files), and again only after a file was added to it."""
+    from resdist import data
+    from resdist.data import check_dataset
+
+    folder = tmp_path / "jpegs"
+    shutil.copytree(made_jpegs, folder)
+    listed, real = [], os.listdir
+    monkeypatch.setattr(data.os, "listdir", lambda path: listed.append(os.path.relpath(path, folder)) or real(path))
+    check_dataset("imagefolder", str(folder), "test")
+    for split in ("train", "val"):
+        create_dataset("imagefolder", str(folder), split, 10, image_size=32)
+    classes = [p for p in listed if p.count(os.sep) == 1]  # train/class00, val/class03, ...
+    assert len(classes) == 20 and len(set(classes)) == 20, sorted(classes)
+    shutil.copyfile(folder / "train" / "class00" / "0.jpg", folder / "train" / "class00" / "extra.jpg")
+    listed.clear()
+    _, info = create_dataset("imagefolder", str(folder), "train", 10, image_size=32)
+    assert info["num_samples"] == 501 and [p for p in listed if p.count(os.sep) == 1] == [
+        os.path.join("train", f"class{c:02d}") for c in range(10)]
+
+
 def test_synthetic_is_deterministic_and_balanced():
     val, info = create_dataset("synthetic", "", "val", 64, synthetic_val_size=128)
     a = [img.asnumpy() for img, _ in val.create_tuple_iterator(num_epochs=1)]

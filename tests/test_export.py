@@ -2,6 +2,7 @@
 operators, eval.py on exported files, and bad input."""
 import json
 import os
+import tempfile
 
 import mindspore as ms
 import numpy as np
@@ -308,6 +309,27 @@ def test_an_export_killed_midway_leaves_nothing_for_long(plain8_ckpt, tmp_path):
                                "--file_format", "ONNX"]) == 0
     assert not dead.exists() and alive.exists()
     assert sorted(os.listdir(tmp_path)) == [alive.name, "net.onnx"]
+
+
+def test_an_export_killed_while_staging_under_the_temporary_folder_leaves_nothing_for_long(plain8_ckpt, tmp_path,
+                                                                                          monkeypatch):
+    """Beside a path ms.export refuses (a space), files are staged under TMPDIR: a dead export's folder there is
+    removed by the next export, a running one's kept."""
+    ckpt, _ = plain8_ckpt
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # read TMPDIR again
+    dead, alive = tmp / "resdist-export-999999999-k1l2", tmp / f"resdist-export-{os.getpid()}-m3n4"
+    for folder in (dead, alive):
+        folder.mkdir()
+        (folder / "model.onnx").write_bytes(b"half a file")
+    out = tmp_path / "with space"
+    out.mkdir()
+    assert export_script.main(["--ckpt_file", ckpt, "--arch", "plain8", "--file_name", str(out / "net"),
+                               "--file_format", "ONNX"]) == 0
+    assert not dead.exists() and alive.exists()
+    assert sorted(os.listdir(tmp)) == [alive.name] and sorted(os.listdir(out)) == ["net.onnx"]
 
 
 def test_a_recipes_batch_size_is_the_training_batch_not_the_exported_one(plain8_ckpt, tmp_path):

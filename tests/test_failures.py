@@ -1,5 +1,6 @@
 """Bad input and faults: one readable error line, exit status 2, nothing half-written, no result overwritten.
 Each case here is a row of README's "Bad input" table."""
+import json
 import os
 import shutil
 import subprocess
@@ -228,6 +229,10 @@ def test_empty_checkpoint_is_named_plainly(tmp_path):
     (["--val_split", "1.5"], "the synthetic data set has its own generated validation set"),
     (["--lrr", "0.1"], "unknown argument '--lrr' (did you mean '--lr'?)"),
     (["--resume", "/nonexistent/last.ckpt"], "resume checkpoint /nonexistent/last.ckpt does not exist"),
+    (["--new_classifier", "true"], "new_classifier=true starts a pretrained network's classifier afresh, but no "
+                                   "pretrained_ckpt is given"),
+    (["--crop_scale_min", "0.5"], "crop_scale_min=0.5 shapes image folders' random-resized crop; "
+                                  "dataset=synthetic trains with its own crop and would ignore it"),
 ])
 def test_bad_values_fail_with_one_line_and_leave_nothing(tmp_path, capsys, argv, message):
     out = tmp_path / "never"
@@ -251,6 +256,27 @@ def test_duplicate_yaml_keys_are_refused(tmp_path, capsys):
     recipe.write_text("lr: 0.1\nepochs: 2\nlr: 0.2\n")
     assert train_script.main(["--config", str(recipe), "--output_dir", str(tmp_path / "never")]) == 2
     assert "key 'lr' is given twice (line 3)" in capsys.readouterr().err
+
+
+def test_a_recipe_of_nested_aliases_is_refused_without_expanding_it(tmp_path, capsys):
+    """A few hundred bytes that stand for 9^8 values: refused at the first alias, before anything quotes them."""
+    lines = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 8)]
+    recipe = tmp_path / "bomb.yaml"
+    recipe.write_text("\n".join(lines) + "\nlr: *a7\n")
+    assert train_script.main(["--config", str(recipe), "--output_dir", str(tmp_path / "never")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"error: config file {recipe}: a YAML alias (*a0, line 2); a recipe is a flat mapping of "
+                   f"key: value, write the value out")
+    assert not (tmp_path / "never").exists()
+
+
+def test_a_long_bad_value_is_quoted_short(tmp_path, capsys):
+    recipe = tmp_path / "long.yaml"
+    recipe.write_text("nesterov: [" + ", ".join(["x" * 50] * 1000) + "]\n")
+    assert train_script.main(["--config", str(recipe), "--output_dir", str(tmp_path / "never")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: nesterov: ['xxx") and "is not a boolean" in err and len(err) < 400
 
 
 @pytest.mark.parametrize("value", ["null", "[a, b]", "{a: 1}"])
@@ -337,6 +363,64 @@ def test_a_corrupt_image_is_named(tmp_path, capsys, broken):
     assert code == 2
     err = capsys.readouterr().err
     assert f"training data: cannot read {bad}" in err and "corrupt or empty" in err
+
+
+# --- a kill while an epoch is being saved -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("killed_at,epoch", [("final.ckpt", 3), ("metrics.json", 2)])
+def test_a_kill_while_an_epoch_is_saved_trains_that_epoch_again(tmp_path, killed_at, epoch):
+    """Killed as the last epoch's final.ckpt, or an epoch's metrics.json, is written: the run must neither look
+    finished with no final.ckpt nor lose the epoch's record; the resume trains the epoch again, and the summary's
+    best epoch is the one best.ckpt holds."""
+    out = tmp_path / "run"
+    argv = TINY + ["--epochs", "3", "--output_dir", str(out)]
+    killed = subprocess.run([sys.executable, os.path.join("tests", "kill_at_write.py"), killed_at, str(epoch)]
+                            + argv, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert ckpt_io.meta_value(ckpt_io.read(str(out / "last.ckpt")), "epoch") == epoch - 1  # last.ckpt is written last: it still holds the epoch before
+    assert train_script.main(argv + ["--resume", "auto"]) == 0
+    metrics = json.load(open(out / "metrics.json"))
+    assert [e["epoch"] for e in metrics["epochs"]] == [1, 2, 3]
+    assert ckpt_io.meta_value(ckpt_io.read(str(out / "final.ckpt")), "epoch") == 3
+    best = ckpt_io.read(str(out / "best.ckpt"))
+    assert ckpt_io.meta_value(best, "epoch") == metrics["summary"]["best_epoch"]
+    assert ckpt_io.meta_value(best, "best_acc") == pytest.approx(metrics["summary"]["best_val_top1"])
+
+
+# --- a resume that would change the learning-rate schedule ------------------------------------------------------
+
+def test_a_cosine_run_keeps_its_length_and_a_step_run_may_be_extended(tmp_path, capsys):
+    out = tmp_path / "cos"
+    cosine = TINY + ["--lr_schedule", "cosine", "--output_dir", str(out)]
+    assert train_script.main(cosine + ["--epochs", "2", "--max_steps_per_epoch", "2"]) == 0
+    capsys.readouterr()
+    before = _tree(out)
+    assert train_script.main(cosine + ["--epochs", "4", "--max_steps_per_epoch", "2", "--resume", "auto"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"error: resume: {out}/last.ckpt follows a cosine learning-rate schedule over 2 epochs; "
+                   f"epochs=4 would change the learning rate of every step still to come. Pass --epochs 2, or "
+                   f"train on from its final.ckpt with --pretrained_ckpt and a schedule of its own")
+    assert _tree(out) == before
+    step = tmp_path / "step"  # milestones are epochs: the added epochs run at the last milestone's rate
+    args = TINY + ["--lr_schedule", "step", "--lr_milestones", "1", "--max_steps_per_epoch", "2",
+                   "--output_dir", str(step)]
+    assert train_script.main(args + ["--epochs", "1"]) == 0
+    assert train_script.main(args + ["--epochs", "2", "--resume", "auto"]) == 0
+    assert "epoch 2/2 step 2/2 loss" in (step / "train.log").read_text()
+    assert " lr 0.00500 " in (step / "train.log").read_text().split("resumed from")[1]
+
+
+@pytest.mark.parametrize("change", [["--batch_size", "16"], ["--max_steps_per_epoch", "3"]])
+def test_a_moved_checkpoint_resumed_with_other_steps_per_epoch_is_refused(one_epoch_run, tmp_path, capsys, change):
+    """Out of its run folder there is no config.yaml to compare with; the checkpoint records its steps an epoch."""
+    moved = tmp_path / "moved.ckpt"
+    shutil.copyfile(os.path.join(one_epoch_run, "last.ckpt"), moved)
+    out = tmp_path / "new"
+    argv = TINY + ["--epochs", "2", "--resume", str(moved), "--output_dir", str(out)] + change
+    assert train_script.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: resume: {moved} was trained with 4 steps an epoch, this run would take ")
+    assert "\n" not in err and not out.exists()
 
 
 # --- two runs in one folder ---------------------------------------------------------------------------------------

@@ -171,12 +171,14 @@ def test_publishing_writes_an_int8_asset_with_its_measured_accuracy(made_cifar10
     import onnx
 
     import eval as eval_script
-    from test_export import _save, _trained_looking
+    from test_export import _trained_looking
     from test_quantize import conv_weight_types
 
     # seeded: a network with random weights has small logit margins, so whether its INT8 copy passes the 95%
     # agreement check depends on the draw (an unseeded one failed at 94.5% on a VNNI CPU)
-    ckpt = _save(_trained_looking("plain8"), tmp_path / "best.ckpt", "plain8", plain_variant="full")
+    ckpt = str(tmp_path / "best.ckpt")  # recorded as trained alone: the card must say so, not claim RD
+    ckpt_io.save(ckpt, ckpt_io.network_params(_trained_looking("plain8")),
+                 {**ckpt_io.network_identity("plain8", "full"), "procedure": "plain", "dataset": "cifar10"})
     common = ["--arch", "plain8", "--dataset", "cifar10", "--data_path", made_cifar10, "--val_split", "data_batch_5"]
     assert eval_script.main(common + ["--ckpt_file", ckpt, "--output_json", str(tmp_path / "eval.json")]) == 0
     hub = tmp_path / "hub"
@@ -189,6 +191,8 @@ def test_publishing_writes_an_int8_asset_with_its_measured_accuracy(made_cifar10
     assert made.returncode == 0, made.stderr[-3000:]
     header, body = check_card(str(hub / "mshub_res" / "assets" / "resdist" / "1.0" / "p8_test.md"), hub / "assets")
     assert [a["asset-link"].rsplit("/", 1)[-1] for a in header["asset"]][-1] == "p8_test.int8.onnx"
+    assert header["summary"] == "plain-8 without shortcuts trained alone, without a teacher"
+    assert "trained on CIFAR-10 alone, with the cross-entropy" in body and "from a ResNet teacher" not in body
     stated = float(re.search(r"`p8_test\.int8\.onnx` .*? scores ([0-9.]+)% top-1", body, re.S).group(1))
     out = str(tmp_path / "int8.json")
     assert eval_script.main(common + ["--onnx", str(hub / "assets" / "p8_test.int8.onnx"), "--output_json", out]) == 0
@@ -227,7 +231,7 @@ def to_publish(tmp_path_factory):
     folder = tmp_path_factory.mktemp("publish")
     ckpt = str(folder / "best.ckpt")
     ckpt_io.save(ckpt, ckpt_io.network_params(create_model("plain20", num_classes=10)),
-                 ckpt_io.network_identity("plain20", "full"))
+                 {**ckpt_io.network_identity("plain20", "full"), "procedure": "rd", "dataset": "cifar10"})
     result = {"top1": 91.0, "top5": 99.0, "num_samples": 10000, "split": "validation held out (data_batch_5)",
               "arch": "plain20", "dataset": "cifar10", "model_kind": "checkpoint",
               "model_sha256": ckpt_io.file_sha256(ckpt)}
@@ -248,6 +252,9 @@ def to_publish(tmp_path_factory):
     ("no_checkpoint", "does not exist"),
     ("corrupt_checkpoint", "cannot be read"),
     ("a_resnet", "--arch resnet20 has shortcuts; the card publishes a plain student"),
+    ("no_training_record", "does not record how it was trained (procedure, dataset): publish a checkpoint "
+                           "train.py wrote"),
+    ("trained_on_synthetic", "was trained on synthetic, not cifar10: the card publishes CIFAR-10 models"),
 ])
 def test_publishing_refuses_bad_input_and_writes_nothing(to_publish, tmp_path, capsys, case, message):
     import json
@@ -282,6 +289,14 @@ def test_publishing_refuses_bad_input_and_writes_nothing(to_publish, tmp_path, c
         open(ckpt, "wb").write(b"not a checkpoint")
     elif case == "a_resnet":
         arch = "resnet20"
+    elif case in ("no_training_record", "trained_on_synthetic"):
+        from resdist.models import create_model
+
+        ckpt = str(tmp_path / "recorded.ckpt")
+        record = {} if case == "no_training_record" else {"procedure": "plain", "dataset": "synthetic"}
+        ckpt_io.save(ckpt, ckpt_io.network_params(create_model("plain20", num_classes=10)),
+                     {**ckpt_io.network_identity("plain20", "full"), **record})
+        changed["model_sha256"] = ckpt_io.file_sha256(ckpt)
     if changed != result:
         eval_json = str(tmp_path / "changed.json")
         json.dump(changed, open(eval_json, "w"))

@@ -58,6 +58,8 @@ def test_a_prepared_folder_trains(mit67, tmp_path):
     ("missing_image", "Images/bar/bar9.jpg does not exist"),
     ("bad_line", "line 1: 'kitchen' is not <class>/<file>"),
     ("class_without_test", "classes bar have no val image"),
+    ("dot_dot_class", "line 2: '../secret.jpg' is not <class>/<file>"),
+    ("link_out_of_archive", "Images/bar/outside.jpg leads out of"),
 ])
 def test_mit67_refusals_write_nothing(mit67, tmp_path, case, message):
     if case == "no_test_list":
@@ -68,10 +70,27 @@ def test_mit67_refusals_write_nothing(mit67, tmp_path, case, message):
         (mit67 / "TestImages.txt").write_text("kitchen\n")
     elif case == "class_without_test":
         (mit67 / "TestImages.txt").write_text("kitchen/kitchen2.jpg\n")
+    elif case == "dot_dot_class":  # Images/../secret.jpg: a file beside the archive's image folder
+        _image(str(mit67 / "secret.jpg"))
+        (mit67 / "TestImages.txt").write_text("kitchen/kitchen2.jpg\n../secret.jpg\n")
+    elif case == "link_out_of_archive":
+        _image(str(tmp_path / "elsewhere.jpg"))
+        os.symlink(tmp_path / "elsewhere.jpg", mit67 / "Images" / "bar" / "outside.jpg")
+        (mit67 / "TestImages.txt").write_text("kitchen/kitchen2.jpg\nbar/outside.jpg\n")
     out = tmp_path / "out"
     done = _prepare("mit67", "--root", mit67, "--output", out)
     assert done.returncode == 2 and done.stderr.startswith("error: ") and message in done.stderr, done.stderr
     assert not out.exists() and not [p for p in os.listdir(tmp_path) if p.startswith("out")]
+
+
+def test_a_killed_runs_staging_folder_is_removed_by_the_next(mit67, tmp_path):
+    out = tmp_path / "out"
+    dead, alive = tmp_path / "out.999999999.partial", tmp_path / f"out.{os.getpid()}.partial"
+    for folder in (dead, alive):
+        (folder / "train" / "kitchen").mkdir(parents=True)
+    done = _prepare("mit67", "--root", mit67, "--output", out)
+    assert done.returncode == 0, done.stderr
+    assert not dead.exists() and alive.exists() and (out / "train" / "kitchen").is_dir()
 
 
 def test_caltech101_takes_a_seeded_number_per_class_and_skips_the_background(tmp_path):

@@ -2,6 +2,7 @@
 eval.py on it, MindSpore Lite's full-quantization files, the calibration split, and bad input."""
 import json
 import os
+import re
 
 import numpy as np
 import onnx
@@ -51,8 +52,12 @@ def test_int8_export_is_quantized_per_channel_checked_and_read_by_eval(plain8_ck
     path = str(out) + ".int8.onnx"
     assert os.listdir(tmp_path) == ["p8.int8.onnx"]  # no float intermediate, no staging folder left
     assert f"to {path}" in printed and "on 120 images of the train split" in printed
+    # checked on held-out images (val/), not on the calibration images (train/) whose ranges it was fitted to
+    assert "compared with the float model on 100 images of the val/ folder (held out from calibration)" in printed
     agreement = float(printed.split("top-1 agreement ")[1].split("%")[0])
     assert 95.0 <= agreement <= 100.0
+    float_top1, int8_top1 = (float(x) for x in re.search(r"top-1 float ([0-9.]+)% / INT8 ([0-9.]+)%", printed).groups())
+    assert "on the calibration images themselves: agreement " in printed
     model = onnx.load(path)
     assert [o.version for o in model.opset_import if o.domain in ("", "ai.onnx")] == [13]
     ops = graph_ops(path)
@@ -79,6 +84,8 @@ def test_int8_export_is_quantized_per_channel_checked_and_read_by_eval(plain8_ck
         results[flag] = json.load(open(result_json))
     assert results["--onnx"]["num_samples"] == results["--ckpt_file"]["num_samples"] == 100
     assert abs(results["--onnx"]["top1"] - results["--ckpt_file"]["top1"]) <= 5.0
+    # the export's own check ran on those same 100 val/ images: its top-1 figures are eval.py's
+    assert (float_top1, int8_top1) == (round(results["--ckpt_file"]["top1"], 2), round(results["--onnx"]["top1"], 2))
 
 
 def test_int8_from_a_float_onnx_file_with_int8_activations_and_already_quantized_refused(plain8_ckpt, made_jpegs,
@@ -193,6 +200,19 @@ def test_lite_full_quant_writes_calibration_files_and_config(made_jpegs, tmp_pat
                           "--calib_size", "30", "--layout", "nchw"]) == 0
     first = np.fromfile(tmp_path / "amct.calibration" / "00000.bin", np.float32)
     assert np.array_equal(first, images[0].ravel())
+    # a second run replaces its own calibration folder; one that holds anything else is refused, left whole
+    again = _bash("run_convert_lite.sh", model, tmp_path / "lite", "--quant", "int8", "--calib_dir", made_jpegs,
+                  "--calib_size", "20", "--dry_run")
+    assert again.returncode == 0 and len(os.listdir(tmp_path / "lite.calibration")) == 20
+    (tmp_path / "lite.calibration" / "my_notes.txt").write_text("keep me")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "lite.calibration").iterdir()}
+    refused = _bash("run_convert_lite.sh", model, tmp_path / "lite", "--quant", "int8", "--calib_dir", made_jpegs,
+                    "--calib_size", "30", "--dry_run")
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == (f"error: {tmp_path}/lite.calibration exists and holds what this script did not "
+                                      f"write (my_notes.txt); it would be replaced: move it, or choose another "
+                                      f"output name")
+    assert {p.name: p.read_bytes() for p in (tmp_path / "lite.calibration").iterdir()} == before
 
 
 def test_lite_full_quant_refusals_leave_nothing(made_jpegs, tmp_path):

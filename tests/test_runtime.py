@@ -3,6 +3,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from conftest import ROOT
 from resdist import runtime
 
@@ -61,3 +63,25 @@ def test_mindspore_runs_without_its_spinning_dispatch_thread_when_we_choose_so()
     assert "frontend_queue" not in probe_threads({})
     # The user's "0" is respected, and then MindSpore does start it: the probe can tell the two apart.
     assert "frontend_queue" in probe_threads({runtime.HOST_DISPATCH_VAR: "0"})
+
+
+def test_numpy_2_notice_of_mindspores_cxx_front_end_is_one_log_line_not_two_tracebacks(tmp_path):
+    """Under NumPy 2, MindSpore 2.10's first eager Parameter operation (here: folding Dirac convolutions at the
+    end of an epoch) made NumPy print its 1.x/2.x notice with two "Traceback" headers; it is captured at start
+    and said once, in the log's CPU runtime line."""
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    if int(np.__version__.split(".")[0]) < 2:
+        pytest.skip(f"NumPy {np.__version__} gives no such notice")
+    out = tmp_path / "run"
+    done = subprocess.run([sys.executable, "train.py", "--arch", "plain8", "--procedure", "plain", "--dirac", "true",
+                           "--synthetic_train_size", "64", "--batch_size", "32", "--epochs", "1",
+                           "--max_steps_per_epoch", "1", "--output_dir", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr and "NumPy 1.x" not in done.stderr, done.stderr
+    runtime_lines = [line for line in done.stdout.splitlines() if "CPU runtime:" in line]
+    assert len(runtime_lines) == 1 and "printed its NumPy 1.x/2.x notice (captured): harmless" in runtime_lines[0]

@@ -83,3 +83,38 @@ def test_sink_mode_true_on_cpu_fails_before_writing(tmp_path, capsys):
     assert train_script.main(TINY + ["--dataset_sink_mode", "true", "--output_dir", str(out)]) == 2
     assert "dataset_sink_mode=true needs device_target Ascend or GPU" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_data_sink_is_built_once_a_run_from_the_runs_training_pipeline(tmp_path, monkeypatch):
+    """Data sink cannot run on CPU: here ``ms.data_sink`` is stood in for by a host loop that does what the real
+    one does (``sink_size`` steps of the given step function on the given data set, the data set looped without
+    end), so that the loop around it can be checked by construction: one data_sink a run (each is compiled anew on
+    a device) over the one training pipeline the run built, and the epochs' steps all taken."""
+    import mindspore as ms
+
+    sinks, train_pipelines = [], []
+    real_build = trainer.build_dataset
+
+    def build_dataset(cfg, split, *args, **kwargs):
+        train_pipelines.extend([split] if split == "train" else [])
+        return real_build(cfg, split, *args, **kwargs)
+
+    def data_sink(fn, dataset, sink_size, jit_config=None):
+        sinks.append(dataset)
+
+        def forever():
+            while True:
+                yield from dataset.create_tuple_iterator(num_epochs=1)
+        batches = forever()
+        return lambda: [fn(*next(batches)) for _ in range(sink_size)][-1]
+
+    monkeypatch.setattr(trainer, "dataset_sink_mode", lambda cfg: True)
+    monkeypatch.setattr(trainer, "build_dataset", build_dataset)
+    monkeypatch.setattr(ms, "data_sink", data_sink)
+    out = tmp_path / "sink"
+    assert train_script.main(TINY + ["--log_interval", "4", "--output_dir", str(out)]) == 0
+    assert len(sinks) == 1 and train_pipelines == ["train"]
+    log = (out / "train.log").read_text()
+    assert "data sink: 2 steps per device call" in log
+    assert "epoch 1/2 step 10/10 loss" in log and "epoch 2/2 step 10/10 loss" in log
+    assert [e["epoch"] for e in json.load(open(out / "metrics.json"))["epochs"]] == [1, 2]

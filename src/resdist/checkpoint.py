@@ -12,7 +12,9 @@ import numpy as np
 from .errors import UserError
 
 OPTIMIZER_PREFIXES = ("moments.", "accum.", "stat.", "global_step", "momentum", "learning_rate")
-META_KEYS = ("epoch", "best_acc", "num_classes")  # numbers saved with the weights by the trainer
+# numbers saved with the weights by the trainer; steps_per_epoch and schedule_epochs let a resume refuse a
+# learning-rate schedule other than the one the run's optimizer state is a step of
+META_KEYS = ("epoch", "best_acc", "num_classes", "steps_per_epoch", "schedule_epochs")
 TRAIN_STATE_PREFIX = "train_state."  # trained parameters that are not part of the deployed network
 
 
@@ -47,6 +49,12 @@ def optimizer_params(optimizer, net):
 def save(path, params, meta=None):
     """Write {name: Parameter|Tensor} (+ metadata) to ``path`` atomically: a crash never leaves a truncated
     file under the final name, and an existing file is replaced only once the new one is complete."""
+    os.replace(stage(path, params, meta), path)
+
+
+def stage(path, params, meta=None):
+    """Write what ``save`` writes to a temporary file beside ``path`` and return its name: ``os.replace`` it onto
+    ``path`` to publish it (until then a kill leaves only a file ``remove_partial_files`` clears)."""
     import mindspore as ms
 
     tmp = f"{path}.{os.getpid()}{PARTIAL_MARK}ckpt"  # MindSpore itself writes <tmp minus .ckpt>.tmp first
@@ -54,7 +62,7 @@ def save(path, params, meta=None):
     try:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         ms.save_checkpoint(entries, tmp, append_dict=dict(meta or {}))
-        os.replace(tmp, path)
+        return tmp
     except (OSError, RuntimeError, ValueError) as exc:
         for leftover in (tmp, tmp[:-len("ckpt")] + "tmp"):
             if os.path.exists(leftover):
@@ -212,8 +220,24 @@ class CheckpointManager:
     def final(self):
         return os.path.join(self.directory, "final.ckpt")
 
-    def save_epoch(self, epoch, train_state, deploy_params, meta, is_best, is_final=False):
-        save(self.last, train_state, meta)
+    def save_epoch(self, epoch, train_state, deploy_params, meta, is_best, is_final=False, before_commit=None):
+        """Write the epoch's files (best, final, epoch_NNNN), then ``before_commit()`` (the trainer's metrics.json),
+        then last.ckpt. last.ckpt is the commit point: ``--resume auto`` continues after the epoch it holds, so a kill at any moment before it
+        is written trains this epoch again (exactly: a resume is bit-identical) and writes every file anew; the run
+        can never look finished, or have metrics short of an epoch, while a file of its last epoch is missing.
+        The training state, the largest file, is written first and published last: a full disk fails before any
+        other file of the run changes."""
+        staged = stage(self.last, train_state, meta)
+        try:
+            self._save_outputs(epoch, train_state, deploy_params, meta, is_best, is_final)
+            if before_commit is not None:
+                before_commit()
+        except BaseException:
+            os.remove(staged)
+            raise
+        os.replace(staged, self.last)
+
+    def _save_outputs(self, epoch, train_state, deploy_params, meta, is_best, is_final):
         if is_best:
             save(self.best, deploy_params, meta)
         if is_final:

@@ -8,6 +8,7 @@ import argparse
 import difflib
 import math
 import os
+import reprlib
 from dataclasses import dataclass
 
 import yaml
@@ -19,6 +20,15 @@ class ConfigError(UserError, ValueError):
     """A config file or command-line value is wrong; the message names the key and the fix."""
 
 
+_SHOWN = reprlib.Repr()
+_SHOWN.maxlevel, _SHOWN.maxlist, _SHOWN.maxdict, _SHOWN.maxstring, _SHOWN.maxother = 2, 4, 4, 60, 60
+
+
+def shown(value):
+    """A value as an error message quotes it: short, however large the value (a recipe is untrusted input)."""
+    return _SHOWN.repr(value)
+
+
 def _bool(value):
     if isinstance(value, bool):
         return value
@@ -27,7 +37,7 @@ def _bool(value):
         return True
     if text in ("0", "false", "no", "off"):
         return False
-    raise ValueError(f"{value!r} is not a boolean (true/false)")
+    raise ValueError(f"{shown(value)} is not a boolean (true/false)")
 
 
 def _int_list(value):
@@ -64,16 +74,16 @@ class Option:
         if kind in (int, float):
             what = "an integer" if kind is int else "a number"
             if isinstance(value, bool) or (kind is int and isinstance(value, float) and not value.is_integer()):
-                raise ValueError(f"{value!r} is not {what}")
+                raise ValueError(f"{shown(value)} is not {what}")
             try:
                 number = kind(value)
             except ValueError:
-                raise ValueError(f"{value!r} is not {what}") from None
+                raise ValueError(f"{shown(value)} is not {what}") from None
             if not math.isfinite(number):
-                raise ValueError(f"{value!r} is not a finite number")
+                raise ValueError(f"{shown(value)} is not a finite number")
             return number
         if kind is str and (value is None or isinstance(value, (list, tuple, dict))):  # YAML null, [..], {..}
-            raise ValueError(f"{value!r} is not a text value")
+            raise ValueError(f"{shown(value)} is not a text value")
         return kind(value)
 
 
@@ -161,7 +171,9 @@ OPTIONS = [
            "folder. An existing run folder is never overwritten: resume it or pick another", scope="train"),
     Option("resume", "", "continue a run: a checkpoint path, or 'auto' for <output_dir>/last.ckpt", scope="train"),
     # optimisation
-    Option("epochs", 3, "training epochs (alias: epoch_size)", check=_positive, scope="train"),
+    Option("epochs", 3, "training epochs (alias: epoch_size). On --resume: more epochs extend a step schedule "
+           "(its milestones are epochs); a cosine schedule keeps the length it started with", check=_positive,
+           scope="train"),
     Option("max_steps_per_epoch", 0, "stop each epoch after this many steps (0: the whole epoch); for smoke "
            "tests", check=_non_negative, scope="train"),
     Option("lr", 0.1, "peak learning rate (per batch_size, not rescaled for more devices)", check=_positive,
@@ -197,14 +209,17 @@ OPTIONS = [
            scope="eval"),
     Option("onnx", "", "eval.py: evaluate this exported ONNX file (onnxruntime) instead of a checkpoint",
            scope="eval"),
+    Option("mnn", "", "eval.py: evaluate this .mnn file (export.py --file_format MNN) with MNN's runtime instead of "
+           "a checkpoint (pip install -e '.[mnn]')", scope="eval"),
     Option("output_json", "", "where eval writes its JSON; empty: beside the checkpoint", scope="eval"),
 ]
 OPTIONS += [
     # export (export.py): model-zoo flags
-    Option("file_name", "", "export: output path without suffix (.mindir/.onnx/.air is added); default "
+    Option("file_name", "", "export: output path without suffix (.mindir/.onnx/.mnn/.air is added); default "
            "<arch> beside the checkpoint", scope="export"),
     Option("file_format", "MINDIR", "export: MINDIR (MindSpore, MindSpore Lite), ONNX (onnxruntime; Ascend ATC "
-           "--framework=5) or AIR (Ascend only; ATC --framework=1)", choices=("MINDIR", "ONNX", "AIR"),
+           "--framework=5), MNN (the mobile engine MNN: the ONNX export converted by MNN's converter; pip install "
+           "-e '.[mnn]') or AIR (Ascend only; ATC --framework=1)", choices=("MINDIR", "ONNX", "MNN", "AIR"),
            scope="export"),
     Option("export_batch_size", 1, "export: batch dimension of the exported input (on export.py's command line "
            "also --batch_size, as the model zoo spells it; a recipe's batch_size is the training batch and does "
@@ -273,16 +288,26 @@ def _validate(option, value, source):
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{option.name}: {exc} (from {source}); {option.help}") from None
     if option.choices and value not in option.choices:
-        raise ConfigError(f"{option.name}={value!r} (from {source}) is not one of {', '.join(option.choices)}")
+        raise ConfigError(f"{option.name}={shown(value)} (from {source}) is not one of "
+                          f"{', '.join(option.choices)}")
     if option.check:
         problem = option.check(value)
         if problem:
-            raise ConfigError(f"{option.name}={value!r} (from {source}) {problem}")
+            raise ConfigError(f"{option.name}={shown(value)} (from {source}) {problem}")
     return value
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """safe_load that refuses a key given twice (plain YAML would silently keep the last value)."""
+    """safe_load that refuses a key given twice (plain YAML would silently keep the last value) and aliases: a
+    recipe is a flat mapping of values, and nested aliases make a few hundred bytes stand for billions of values
+    (which any message quoting them would try to print)."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise ConfigError(f"a YAML alias (*{event.anchor}, line {event.start_mark.line + 1}); a recipe is a flat "
+                              f"mapping of key: value, write the value out")
+        return super().compose_node(parent, index)
 
     def construct_mapping(self, node, deep=False):
         seen = set()

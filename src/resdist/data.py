@@ -107,20 +107,31 @@ def _cifar100(path, test):
     return make, n
 
 
+_SCANS = {}  # absolute root -> (the class folders' modification times, class counts): see _scan_image_folder
+
+
 def _scan_image_folder(root):
-    """Class name -> number of images, checking that every class folder has images."""
+    """Class name -> number of images, checking that every class folder has images. A run asks for it several
+    times (checks, training and validation pipelines, the class list); listing every file again each time costs
+    minutes on ImageNet's 1.28M files, so a listing is kept while no class folder's modification time (which
+    adding, removing or renaming a file changes) has changed: the later asks list only the class folders."""
     if not os.path.isdir(root):
         raise DatasetError(f"image folder: {root} is not a directory (expected <class>/<image> folders)")
-    classes = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
-    if not classes:
+    with os.scandir(root) as entries:
+        stamps = tuple(sorted((e.name, e.stat().st_mtime_ns) for e in entries if e.is_dir()))
+    if not stamps:
         raise DatasetError(f"image folder: {root} has no class sub-folders (expected {root}/<class>/<image>.jpg)")
+    key = os.path.abspath(root)
+    if key in _SCANS and _SCANS[key][0] == stamps:
+        return dict(_SCANS[key][1])
     counts = {}
-    for c in classes:
+    for c, _ in stamps:
         counts[c] = sum(1 for f in os.listdir(os.path.join(root, c)) if f.lower().endswith(IMAGE_EXTENSIONS))
         if counts[c] == 0:
             raise DatasetError(f"image folder: class folder {os.path.join(root, c)} has no images "
                                f"({', '.join(IMAGE_EXTENSIONS)})")
-    return counts
+    _SCANS[key] = (stamps, counts)
+    return dict(counts)
 
 
 def image_folder_classes(path):

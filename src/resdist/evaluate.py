@@ -61,7 +61,8 @@ def check_exported_fits(model, path, cfg, num_classes):
 
 
 def run_eval(cfg, cpu_note=""):
-    """Evaluate ``cfg.ckpt_file`` (or ``cfg.mindir`` / ``cfg.onnx``) on the validation split; print and write JSON."""
+    """Evaluate ``cfg.ckpt_file`` (or ``cfg.mindir`` / ``cfg.onnx`` / ``cfg.mnn``) on the validation split; print
+    and write JSON."""
     from . import checkpoint as ckpt_io
     from . import runtime
     from .build import build_dataset, build_network, identity, write_json
@@ -69,19 +70,19 @@ def run_eval(cfg, cpu_note=""):
 
     runtime.setup_logging()
     log = logging.getLogger("resdist")
-    sources = [s for s in (cfg.ckpt_file, cfg.mindir, cfg.onnx) if s]
+    sources = [s for s in (cfg.ckpt_file, cfg.mindir, cfg.onnx, cfg.mnn) if s]
     if len(sources) != 1:
-        raise ConfigError("pass exactly one of --ckpt_file PATH, --mindir PATH, --onnx PATH")
+        raise ConfigError("pass exactly one of --ckpt_file PATH, --mindir PATH, --onnx PATH, --mnn PATH")
     source = sources[0]
-    log.info("CPU runtime: %s", cpu_note)
     runtime.init_context(cfg.device_target, cfg.mode, cfg.seed, cpu_threads=cfg.cpu_threads)
+    log.info("CPU runtime: %s", "; ".join(filter(None, (cpu_note, runtime.numpy_note))))
     net = predict = None
     if cfg.ckpt_file:
         state = ckpt_io.read(cfg.ckpt_file)  # before the data: a bad checkpoint should fail fast
     else:
         from .exported import load_exported
 
-        model = load_exported(source, "mindir" if cfg.mindir else "onnx")
+        model = load_exported(source, "mindir" if cfg.mindir else "onnx" if cfg.onnx else "mnn")
         predict = model.predict
     dataset, info = build_dataset(cfg, "val")
     if cfg.num_classes and cfg.num_classes != info["num_classes"]:
@@ -91,7 +92,8 @@ def run_eval(cfg, cpu_note=""):
         ckpt_io.load_network(net, state, "checkpoint", cfg.ckpt_file, cfg.arch, identity(cfg, cfg.arch))
     else:
         check_exported_fits(model, source, cfg, info["num_classes"])
-    kind = "checkpoint" if cfg.ckpt_file else ("MindIR (MindSpore)" if cfg.mindir else "ONNX (onnxruntime)")
+    kind = "checkpoint" if cfg.ckpt_file else ("MindIR (MindSpore)" if cfg.mindir else
+                                               "ONNX (onnxruntime)" if cfg.onnx else "MNN (MNN runtime)")
     log.info("evaluating %s %s (%s) on %s: %d images, %s", kind, source, cfg.arch, cfg.dataset,
              info["num_samples"], info["split"])
     result = evaluate(net, dataset, predict)

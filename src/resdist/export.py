@@ -2,13 +2,16 @@
 
 MINDIR  MindSpore and MindSpore Lite (``converter_lite --fmk=MINDIR`` makes the mobile ``.ms`` file)
 ONNX    onnxruntime, and Ascend's ATC with ``--framework=5`` (the ``.om`` file), opset 11
+MNN     Alibaba's mobile inference engine MNN (phones, edge devices): the ONNX export converted by MNN's converter,
+        which, unlike ATC and converter_lite, installs here (``pip install -e '.[mnn]'``), so the ``.mnn`` file is
+        loaded back by MNN's runtime and checked like the others
 AIR     Ascend's ATC with ``--framework=1``; MindSpore writes AIR only on Ascend, and newer versions drop it
 
 The exported graph is the inference network with BatchNorm folded into the convolutions (``fold``), so a plain
 network deploys as convolutions with bias, ReLU, pooling and the classifier, and no shortcut addition. The file
 is written under a temporary name and renamed, so a failure never leaves a half-written file under the final name,
 and an existing file is replaced only with ``--overwrite``. After writing, the file is loaded back (MindIR by
-MindSpore, ONNX by onnxruntime if installed) and its logits compared with the checkpoint network's.
+MindSpore, ONNX by onnxruntime if installed, MNN by MNN) and its logits compared with the checkpoint network's.
 """
 import logging
 import os
@@ -25,9 +28,10 @@ from .data import native_image_size
 from .errors import UserError
 from .exported import RECORD_PREFIX, graph_ops, load_exported
 from .fold import fold_batchnorm
+from .fsutil import remove_abandoned
 
 logger = logging.getLogger("resdist")
-SUFFIX = {"MINDIR": ".mindir", "ONNX": ".onnx", "AIR": ".air"}
+SUFFIX = {"MINDIR": ".mindir", "ONNX": ".onnx", "MNN": ".mnn", "AIR": ".air"}
 TOLERANCE = 1e-4  # max |logit difference| between the exported file and the checkpoint network, float32, per
                   # unit of the logits' scale (max |logit|, at least 1): float32 rounding grows with the values
 MAX_INPUT_BYTES = 256 * 2 ** 20  # the float32 input batch; larger is a typo, not a deployable model
@@ -107,25 +111,16 @@ def load_checkpoint_network(cfg):
 EXPORTABLE_PATH = re.compile(r"^[0-9a-zA-Z@_\-.:/\\]+$")
 
 
+TEMP_PREFIX = "resdist-export-"  # + "<pid>-": a private folder under the system's temporary folder (_Staging)
+
+
 def remove_abandoned_staging(path):
-    """Remove the private folders an export to ``path`` killed midway left beside it (``.NAME.<pid>.*.partial``,
-    whose process no longer runs); a running export's folder is left alone."""
+    """Remove the private folders an export killed midway left: beside ``path`` (``.NAME.<pid>.*.partial``) and
+    under the system's temporary folder (``resdist-export-<pid>-*``), where their process no longer runs; a
+    running export's folders are left alone."""
     folder, name = os.path.split(os.path.abspath(path))
-    pattern = re.compile(re.escape(f".{name}.") + r"(\d+)\..*\.partial$")
-    for entry in os.listdir(folder):
-        match = pattern.match(entry)
-        if match and os.path.isdir(os.path.join(folder, entry)) and not _running(int(match.group(1))):
-            shutil.rmtree(os.path.join(folder, entry), ignore_errors=True)
-
-
-def _running(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # exists, owned by someone else
-        return True
-    return True
+    remove_abandoned(folder, re.escape(f".{name}.") + r"(\d+)\..*\.partial$")
+    remove_abandoned(tempfile.gettempdir(), re.escape(TEMP_PREFIX) + r"(\d+)-")
 
 
 class _Staging:
@@ -141,7 +136,7 @@ class _Staging:
                                        dir=os.path.dirname(os.path.abspath(path)))
         self.export_folder = self.folder
         if not EXPORTABLE_PATH.match(self.folder):
-            self.export_folder = tempfile.mkdtemp(prefix="resdist-export-")
+            self.export_folder = tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-")
             if not EXPORTABLE_PATH.match(self.export_folder):
                 self.__exit__()
                 raise ConfigError(f"MindSpore cannot export to {path} or to the temporary folder {self.export_folder}"
@@ -202,17 +197,34 @@ def _write_checked(deployed, images, reference, file_format, folder, record):
         return written, None
     if file_format == "ONNX":
         record_onnx(written, record)
+    return written, _checked(written, file_format, images, reference)
+
+
+def _checked(written, file_format, images, reference):
+    """The written file's logits on ``images`` against ``reference`` (the checkpoint network's): the max |difference|,
+    or None where no runtime for the file is installed (the check is skipped, and the log says so)."""
     try:
         diff = float(np.abs(load_exported(written).predict(images) - reference).max())
     except ConfigError as exc:  # no onnxruntime: the file is written, the check is skipped
         logger.warning("%s; the exported file was not checked", exc)
-        return written, None
+        return None
     tolerance = TOLERANCE * max(1.0, float(np.abs(reference).max()))
     if diff > tolerance:
         raise ExportCheckError(f"the exported {file_format} file's logits differ from the checkpoint network's by "
                                f"{diff:.2e}, above the tolerance {tolerance:.2g} ({TOLERANCE:g} x the logits' "
                                f"scale); nothing was written")
-    return written, diff
+    return diff
+
+
+def _write_mnn(deployed, images, reference, staging, record):
+    """An MNN model: the ONNX export (checked), converted by MNN's converter, then loaded back by MNN's runtime
+    and checked against the checkpoint network as every export is. Returns (path, max |logit difference|)."""
+    from . import mnn
+
+    onnx_path, _ = _write_checked(deployed, images, reference, "ONNX", staging.export_folder, record)
+    written = os.path.join(staging.folder, "model.mnn")
+    mnn.convert_onnx(onnx_path, written, record)
+    return written, _checked(written, "MNN", images, reference)
 
 
 def _checkpoint_inputs(cfg):
@@ -239,12 +251,20 @@ def export(cfg):
         raise ConfigError("AIR export needs MindSpore on an Ascend device (and newer MindSpore versions drop it); "
                           "here export ONNX and convert it with ATC --framework=5: "
                           "bash scripts/run_convert_om.sh MODEL.onnx SOC_VERSION")
+    if cfg.file_format == "MNN":
+        from .mnn import require_mnn
+
+        require_mnn()  # before anything is exported
     path = output_path(cfg)
     check_output(path, cfg.overwrite)
     deployed, images, reference, record = _checkpoint_inputs(cfg)
     with _Staging(path) as staging:
-        written, diff = _write_checked(deployed, images, reference, cfg.file_format, staging.export_folder, record)
-        ops = graph_ops(written) if cfg.file_format != "AIR" else None
+        if cfg.file_format == "MNN":
+            written, diff = _write_mnn(deployed, images, reference, staging, record)
+        else:
+            written, diff = _write_checked(deployed, images, reference, cfg.file_format, staging.export_folder,
+                                           record)
+        ops = graph_ops(written) if cfg.file_format in ("MINDIR", "ONNX") else None
         staging.publish(written)
     return {"file": path, "format": cfg.file_format, "input_shape": list(images.shape), "max_abs_diff": diff,
             "ops": None if ops is None else {op: ops.count(op) for op in sorted(set(ops))},
@@ -253,7 +273,8 @@ def export(cfg):
 
 def export_int8(cfg):
     """An INT8 ONNX model (``resdist.quantize``) of ``ckpt_file``, or of the float ONNX file ``onnx_file``,
-    calibrated on ``calib_data``; written only once it agrees with the float model (MIN_TOP1_AGREEMENT)."""
+    calibrated on ``calib_data``'s training split; written only once it agrees with the float model
+    (MIN_TOP1_AGREEMENT) on as many held-out images of its validation split."""
     from . import quantize
 
     quantize.require_onnx()
@@ -283,6 +304,8 @@ def export_int8(cfg):
         shape, num_classes = list(images.shape), reference.shape[1]
     calib, split = quantize.calibration_images(cfg.dataset, cfg.calib_data, shape, num_classes, cfg.calib_size,
                                                cfg.val_split)
+    held_out, held_out_labels, check_split = quantize.held_out_images(cfg.dataset, cfg.calib_data, shape,
+                                                                      cfg.calib_size, cfg.val_split)
     with _Staging(path) as staging:
         float_path, float_check = cfg.onnx_file, None
         if not cfg.onnx_file:
@@ -293,19 +316,21 @@ def export_int8(cfg):
                                             cfg.calib_method, cfg.first_conv_weights)
         record_onnx(int8_path, {**record, RECORD_PREFIX + "quantized": "int8"})
         check = quantize.compare_with_float(load_exported(float_path).predict, load_exported(int8_path).predict,
-                                            calib)
+                                            held_out, held_out_labels)
+        check["calib_agreement"] = quantize.compare_with_float(
+            load_exported(float_path).predict, load_exported(int8_path).predict, calib)["top1_agreement"]
         ops = graph_ops(int8_path)
         result = {"file": path, "format": "ONNX", "quantized": "int8", "input_shape": shape,
                   "activations": cfg.quant_activations, "first_conv_weights": first_conv,
-                  "calib_method": cfg.calib_method, "calib_split": split,
+                  "calib_method": cfg.calib_method, "calib_split": split, "check_split": check_split,
                   "ops": {op: ops.count(op) for op in sorted(set(ops))}, "float_max_abs_diff": float_check,
                   "float_bytes": os.path.getsize(float_path), "bytes": os.path.getsize(int8_path),
                   "min_top1_agreement": quantize.MIN_TOP1_AGREEMENT, **check}
         if check["top1_agreement"] < quantize.MIN_TOP1_AGREEMENT:
             raise ExportCheckError(f"the INT8 model's top-1 class agrees with the float model's on only "
-                                   f"{100 * check['top1_agreement']:.1f}% of the {check['images']} calibration "
-                                   f"images (at least {100 * quantize.MIN_TOP1_AGREEMENT:.0f}% needed); nothing "
-                                   f"was written. " + (
+                                   f"{100 * check['top1_agreement']:.1f}% of {check_split} (held out from "
+                                   f"calibration; at least {100 * quantize.MIN_TOP1_AGREEMENT:.0f}% needed); "
+                                   f"nothing was written. " + (
                                        "Try --calib_method entropy or percentile, or more --calib_size"
                                        if cfg.first_conv_weights == "uint8" else "On an x86 CPU without VNNI pass "
                                        "--first_conv_weights uint8 (int8 weights there saturate its integer "

@@ -21,14 +21,16 @@ def graph_ops(path):
     return [node.op_type for node in onnx.load(path, load_external_data=False).graph.node]
 
 
-RECORD_PREFIX = "resdist."  # export.py's record of the network, in the file (MindIR user_info, ONNX metadata)
-FLAG = {"mindir": "--mindir", "onnx": "--onnx"}
+RECORD_PREFIX = "resdist."  # export.py's record of the network, in the file (MindIR user_info, ONNX metadata,
+#                             MNN bizCode)
+FLAG = {"mindir": "--mindir", "onnx": "--onnx", "mnn": "--mnn"}
+NAMES = {"mindir": "MindIR", "onnx": "ONNX", "mnn": "MNN"}
 
 
 @dataclass
 class Exported:
     """An exported model loaded for inference, and what the file declares about itself."""
-    format: str            # "mindir" or "onnx"
+    format: str            # "mindir", "onnx" or "mnn"
     predict: object        # float32 NCHW numpy batch of any size -> numpy logits
     batch: int             # the file's fixed batch dimension (smaller batches are padded, larger ones split)
     input_shape: list
@@ -44,30 +46,35 @@ class Exported:
 
 def file_format(path):
     """"mindir" or "onnx" from the file's first byte, not its name: both are protocol buffers whose field 1 is
-    the IR version, text in MindIR (0x0a) and an integer in ONNX (0x08). None for anything else."""
+    the IR version, text in MindIR (0x0a) and an integer in ONNX (0x08). None for anything else (a .mnn file
+    starts with a FlatBuffers offset, at least 32 for MNN's Net table)."""
     with open(path, "rb") as f:
         return {b"\x0a": "mindir", b"\x08": "onnx"}.get(f.read(1))
 
 
 def load_exported(path, expected=None, optimize=True):
-    """Load an exported MindIR file with MindSpore or an ONNX file with onnxruntime (``expected``: the format
-    the caller was told it is; default: by its suffix). A missing, empty, corrupt or truncated file, or one of
-    the other format, is refused with one line. ``optimize=False`` (ONNX): onnxruntime's graph optimisation off,
-    so an INT8 (QDQ) graph is computed as written, without fusing it into this CPU's integer kernels."""
+    """Load an exported MindIR file with MindSpore, an ONNX file with onnxruntime or a .mnn file with MNN
+    (``expected``: the format the caller was told it is; default: by its suffix). A missing, empty, corrupt or
+    truncated file, or one of another format, is refused with one line. ``optimize=False`` (ONNX): onnxruntime's
+    graph optimisation off, so an INT8 (QDQ) graph is computed as written, without fusing it into this CPU's
+    integer kernels."""
     if not os.path.isfile(path):
         raise ConfigError(f"exported model {path} does not exist")
-    expected = expected or ("mindir" if path.endswith(".mindir") else "onnx" if path.endswith(".onnx") else None)
+    expected = expected or next((f for f in FLAG if path.endswith("." + f)), None)
     if expected is None:
-        raise ConfigError(f"{path}: an exported model ends in .mindir or .onnx")
+        raise ConfigError(f"{path}: an exported model ends in .mindir, .onnx or .mnn")
     found = file_format(path)
-    if found != expected:
-        name = {"mindir": "MindIR", "onnx": "ONNX"}
+    if found != expected and (found or expected != "mnn" or os.path.getsize(path) == 0):
         what = "empty" if os.path.getsize(path) == 0 else (
-            f"{name[found]}, not {name[expected]}: pass {FLAG[found]} {path}" if found else
-            f"not a{'n' if expected == 'onnx' else ''} {name[expected]} file")
+            f"{NAMES[found]}, not {NAMES[expected]}: pass {FLAG[found]} {path}" if found else
+            f"not a{'n' if expected != 'mindir' else ''} {NAMES[expected]} file")
         raise ConfigError(f"exported model {path} is {what}")
     try:
-        loaded = _load_mindir(path) if expected == "mindir" else _load_onnx(path, optimize)
+        if expected == "mnn":  # MNN's loader verifies the file (FlatBuffers) itself
+            from . import mnn
+            loaded = mnn.load(path)
+        else:
+            loaded = _load_mindir(path) if expected == "mindir" else _load_onnx(path, optimize)
     except ConfigError:
         raise
     except Exception as exc:  # the runtime's own parse errors; the file is untrusted input

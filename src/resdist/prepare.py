@@ -7,11 +7,13 @@ Caltech101 (Fei-Fei et al. 2004): ``101_ObjectCategories/<class>/<file>``; the u
 of training images per class (30), drawn with a seed, the rest for testing, ``BACKGROUND_Google`` excluded.
 """
 import os
+import re
 import shutil
 
 import numpy as np
 
 from .errors import UserError
+from .fsutil import remove_abandoned
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
@@ -32,11 +34,15 @@ def read_list(path, images_root):
             if not line:
                 continue
             parts = line.replace("\\", "/").split("/")
-            if len(parts) != 2 or not all(parts):
+            if len(parts) != 2 or not all(parts) or any(p in (".", "..") for p in parts):
                 raise PrepareError(f"{path} line {number}: {line!r} is not <class>/<file>")
             image = os.path.join(images_root, *parts)
             if not os.path.isfile(image):
                 raise PrepareError(f"{path} line {number}: {image} does not exist")
+            real_root = os.path.realpath(images_root)
+            if os.path.commonpath([real_root, os.path.realpath(image)]) != real_root:  # a link out of the archive
+                raise PrepareError(f"{path} line {number}: {image} leads out of {images_root}; the lists name "
+                                   f"images of the archive only")
             entries.append((parts[0], os.path.abspath(image)))
     if not entries:
         raise PrepareError(f"list file {path} lists no image")
@@ -74,7 +80,10 @@ def caltech101_splits(root, train_per_class=30, seed=0):
 
 def write_image_folder(splits, output):
     """``output/{train,val}/<class>/<file>`` as symbolic links; every class must have images in both splits.
-    Made under a temporary name and renamed, so a refused or interrupted run leaves no half-made folder."""
+    Made under a temporary name and renamed, so a refused or interrupted run leaves no half-made folder (one a
+    killed run left is removed by the next)."""
+    parent, name = os.path.split(os.path.abspath(output))
+    remove_abandoned(parent, re.escape(name) + r"\.(\d+)\.partial$")  # of a run killed midway
     if os.path.exists(output):
         raise PrepareError(f"{output} exists; remove it or choose another --output")
     classes = {split: {c for c, _ in entries} for split, entries in splits.items()}

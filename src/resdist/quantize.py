@@ -27,6 +27,7 @@ onnxruntime's own remedy, 7-bit weights everywhere (``reduce_range``), cost the 
 points more. ``first_conv_weights: int8`` keeps symmetric int8 weights throughout, for runtimes that want them.
 """
 import os
+import re
 
 import numpy as np
 
@@ -34,7 +35,7 @@ from .config import ConfigError
 
 OPSET = 13
 # The INT8 model passes its after-write check when its top-1 class agrees with the float model's on at least this
-# share of the calibration images (measured agreement of the study's networks: README "INT8"); the logit
+# share of held-out images (as many as calibrate it, from the validation split: README "INT8"); the logit
 # difference is reported, not bounded: INT8 rounding moves every logit a little.
 MIN_TOP1_AGREEMENT = 0.95
 QUANTIZED_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "QLinearAdd", "QGemm",
@@ -157,13 +158,42 @@ def quantize_onnx(float_path, int8_path, images, activations="uint8", method="mi
     return first_conv_weights if first else None
 
 
-def compare_with_float(float_predict, int8_predict, images):
-    """How far the INT8 model's logits are from the float model's on ``images``."""
+def held_out_images(dataset, data_path, shape, count, val_split="auto", num_parallel_workers=2):
+    """The first ``count`` images of the data set's validation split (never calibration images: those come from
+    the training split), with their labels and the split's description: where an INT8 model is checked, so that
+    its check is not flattered by the very images its ranges were fitted to."""
+    from .data import DatasetError, checked, create_dataset
+
+    what = f"held-out check images ({dataset} {data_path or '(generated)'})"
+    try:
+        data, info = create_dataset(dataset, data_path, "val", 64, val_split=val_split, image_size=shape[2],
+                                    num_parallel_workers=num_parallel_workers)
+        images, labels = [], []
+        for batch_images, batch_labels in checked(data.create_tuple_iterator(num_epochs=1, output_numpy=True),
+                                                  what):
+            images.append(batch_images)
+            labels.append(batch_labels)
+            if sum(len(b) for b in images) >= count:
+                break
+    except DatasetError as exc:
+        raise ConfigError(f"{what}: {exc}; the INT8 model is checked on held-out images: pass a --val_split that "
+                          f"has some") from None
+    images, labels = np.concatenate(images)[:count], np.concatenate(labels)[:count]
+    return images.astype(np.float32), labels, f"{len(images)} images of the {info['split']}"
+
+
+def compare_with_float(float_predict, int8_predict, images, labels=None):
+    """How far the INT8 model's logits are from the float model's on ``images``; with ``labels``, both models'
+    top-1 accuracy (%) on them too."""
     reference, quantized = float_predict(images), int8_predict(images)
     diff = float(np.abs(quantized - reference).max())
-    return {"images": len(images), "max_abs_diff": diff,
-            "max_abs_logit": float(np.abs(reference).max()),
-            "top1_agreement": float((quantized.argmax(1) == reference.argmax(1)).mean())}
+    out = {"images": len(images), "max_abs_diff": diff,
+           "max_abs_logit": float(np.abs(reference).max()),
+           "top1_agreement": float((quantized.argmax(1) == reference.argmax(1)).mean())}
+    if labels is not None:
+        out.update(float_top1=100.0 * float((reference.argmax(1) == labels).mean()),
+                   int8_top1=100.0 * float((quantized.argmax(1) == labels).mean()))
+    return out
 
 
 # --- MindSpore Lite full quantization (converter_lite --configFile) ----------------------------------------------
@@ -227,8 +257,15 @@ def prepare_lite_full_quant(mindir, calib_dir, output, dataset="", calib_size=51
         raise ConfigError(f"{mindir}: input shape {shape} -> output {output_shape} is not an image classifier "
                           f"((N, 3, H, W) -> (N, classes))")
     num_classes = output_shape[1]
-    images, _ = calibration_images(dataset, calib_dir, shape, num_classes, calib_size, val_split)
     folder, config = output + ".calibration", output + ".full_quant.cfg"
+    if os.path.lexists(folder):  # replaced whole below: only if it holds nothing but an earlier run's .bin files
+        foreign = sorted(f for f in os.listdir(folder) if not re.fullmatch(r"\d{5}\.bin", f)) \
+            if os.path.isdir(folder) and not os.path.islink(folder) else [os.path.basename(folder)]
+        if foreign:
+            raise ConfigError(f"{folder} exists and holds what this script did not write ({', '.join(foreign[:3])}"
+                              f"{', ...' if len(foreign) > 3 else ''}); it would be replaced: move it, or choose "
+                              f"another output name")
+    images, _ = calibration_images(dataset, calib_dir, shape, num_classes, calib_size, val_split)
     staging = f"{output}.{os.getpid()}.partial"
     try:
         write_calibration_bins(images, staging, layout)

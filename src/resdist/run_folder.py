@@ -23,10 +23,29 @@ def check_resume_config(cfg):
         fresh = os.path.abspath(cfg.resume) == os.path.abspath(os.path.join(cfg.output_dir, "last.ckpt"))
         raise ckpt_io.CheckpointError(f"resume checkpoint {cfg.resume} does not exist"
                                       + ("; to start a new run there, leave out --resume" if fresh else ""))
-    path = os.path.join(os.path.dirname(os.path.abspath(cfg.resume)), "config.yaml")
+    path = recorded_config_path(cfg.resume)
     if not os.path.isfile(path):
         return (f"no config.yaml beside {cfg.resume}: the settings could not be compared with the run's own "
-                f"(only the network recorded in the checkpoint is checked)")
+                f"(only the network and schedule recorded in the checkpoint are checked)")
+    recorded = recorded_config(cfg.resume)
+    changed = [f"{o.name} {recorded[o.name]!r} -> {cfg[o.name]!r}" for o in options_for("train")
+               if o.name not in RESUME_MAY_CHANGE and o.name in recorded and recorded[o.name] != cfg[o.name]]
+    if changed:
+        raise ConfigError(f"resume: the run in {os.path.dirname(path)} was recorded with other settings "
+                          f"({'; '.join(changed)}); a resume may change only {', '.join(sorted(RESUME_MAY_CHANGE))}"
+                          f". Pass the recorded values, or start a new run in another --output_dir")
+    return ""
+
+
+def recorded_config_path(checkpoint):
+    return os.path.join(os.path.dirname(os.path.abspath(checkpoint)), "config.yaml")
+
+
+def recorded_config(checkpoint):
+    """The settings the run of ``checkpoint`` recorded (the config.yaml beside it); None where there is none."""
+    path = recorded_config_path(checkpoint)
+    if not os.path.isfile(path):
+        return None
     try:
         with open(path, encoding="utf-8") as f:
             recorded = yaml.safe_load(f)
@@ -35,13 +54,7 @@ def check_resume_config(cfg):
     if not isinstance(recorded, dict):
         raise ConfigError(f"{path}, the settings the run recorded, cannot be read as a YAML mapping; restore it "
                           f"(or move it away to resume without comparing settings)")
-    changed = [f"{o.name} {recorded[o.name]!r} -> {cfg[o.name]!r}" for o in options_for("train")
-               if o.name not in RESUME_MAY_CHANGE and o.name in recorded and recorded[o.name] != cfg[o.name]]
-    if changed:
-        raise ConfigError(f"resume: the run in {os.path.dirname(path)} was recorded with other settings "
-                          f"({'; '.join(changed)}); a resume may change only {', '.join(sorted(RESUME_MAY_CHANGE))}"
-                          f". Pass the recorded values, or start a new run in another --output_dir")
-    return ""
+    return recorded
 
 
 def resume_path(cfg):

@@ -17,7 +17,7 @@ from mindspore import nn, ops
 
 from . import checkpoint as ckpt_io
 from .build import build_dataset, build_network, identity, write_json
-from .config import ConfigError
+from .config import ConfigError, options_for
 from .data import check_dataset, checked, epoch_iterator, epoch_seed
 from . import runtime
 from .errors import TrainingError
@@ -28,7 +28,7 @@ from .models.dirac import apply_dirac, deployable_params
 from .objectives import WITH_TEACHER, make_objective
 from .optim import create_optimizer, lr_per_step
 from .precision import apply_precision
-from .run_folder import check_resume_config, choose_output_dir, open_run_folder
+from .run_folder import check_resume_config, choose_output_dir, open_run_folder, recorded_config
 
 logger = logging.getLogger("resdist")
 
@@ -55,12 +55,25 @@ def check_procedure(cfg):
                           f"use procedure=teacher" + (f", or arch={twin}" if twin else ""))
 
 
+def check_applicable(cfg):
+    """Keys that only mean something beside another: set without it they would be silently ignored."""
+    if cfg.new_classifier and not cfg.pretrained_ckpt:
+        raise ConfigError("new_classifier=true starts a pretrained network's classifier afresh, but no "
+                          "pretrained_ckpt is given (a new network's classifier is new anyway); pass "
+                          "--pretrained_ckpt PATH, or leave out new_classifier")
+    default = next(o.default for o in options_for("train") if o.name == "crop_scale_min")
+    if cfg.crop_scale_min != default and cfg.dataset != "imagefolder":
+        raise ConfigError(f"crop_scale_min={cfg.crop_scale_min:g} shapes image folders' random-resized crop; "
+                          f"dataset={cfg.dataset} trains with its own crop and would ignore it; leave it out")
+
+
 def check_inputs(cfg):
     """What can be checked before anything is built: the procedure, the data set's files, the run folder's name
     and, for a resume, that the recipe is the one the run recorded. Creates nothing. The one place ``cfg`` is
     completed (run folder named, resume path resolved, precision forced to O0 on CPU), so that config.yaml
     records what ran. Returns notes for the log."""
     check_procedure(cfg)
+    check_applicable(cfg)
     dataset_sink_mode(cfg)
     check_dataset(cfg.dataset, cfg.data_path, cfg.val_split)
     choose_output_dir(cfg)
@@ -85,6 +98,32 @@ def read_resume_checkpoint(cfg):
         raise ConfigError(f"resume: {cfg.resume} has {done} epochs done, more than epochs={cfg.epochs}; pass "
                           f"--epochs {done + 1} or more to continue the run")
     return state
+
+
+def check_resumed_schedule(cfg, state, steps_per_epoch):
+    """A resume continues the run's learning-rate schedule at its optimizer step, so the steps of an epoch must be
+    the run's (batch size, data, max_steps_per_epoch: a checkpoint moved out of its run folder has no config.yaml
+    to compare them with) and a cosine schedule keeps its length: it is built for ``epochs``, so another value
+    would move every later step's learning rate (a 60-epoch run resumed at 30 as a 100-epoch one jumps from 0.050
+    to 0.079). A step schedule's milestones are epochs, so ``--epochs`` may extend it: the epochs added run at
+    the last milestone's rate. Older checkpoints record neither number: the steps come from their optimizer's
+    step counter, the schedule's length from config.yaml (check_resume_config)."""
+    done = int(ckpt_io.meta_value(state, "epoch", 0))
+    recorded = ckpt_io.meta_value(state, "steps_per_epoch")
+    if recorded is None and done and "global_step" in state:
+        step = int(np.asarray(state["global_step"].asnumpy()).reshape(-1)[0])
+        recorded = step // done if step % done == 0 else None
+    if recorded is not None and int(recorded) != steps_per_epoch:
+        raise ConfigError(f"resume: {cfg.resume} was trained with {int(recorded)} steps an epoch, this run would "
+                          f"take {steps_per_epoch} (batch_size {cfg.batch_size}, max_steps_per_epoch "
+                          f"{cfg.max_steps_per_epoch}, the data); pass the run's own settings, or start a new run "
+                          f"from its weights with --pretrained_ckpt")
+    length = ckpt_io.meta_value(state, "schedule_epochs") or (recorded_config(cfg.resume) or {}).get("epochs")
+    if cfg.lr_schedule == "cosine" and length is not None and int(length) != cfg.epochs:
+        raise ConfigError(f"resume: {cfg.resume} follows a cosine learning-rate schedule over {int(length)} epochs; "
+                          f"epochs={cfg.epochs} would change the learning rate of every step still to come. Pass "
+                          f"--epochs {int(length)}, or train on from its final.ckpt with --pretrained_ckpt and a "
+                          f"schedule of its own")
 
 
 def load_teacher(cfg, num_classes):
@@ -218,6 +257,7 @@ class Run:
     chunk: int                  # steps between two read-backs: log_interval, or the sink size
     window: WindowSums
     train_step: object
+    sink_call: object           # data sink only: runs ``chunk`` steps on the device (make_sink_call)
     manager: object
     meta: dict                  # what every checkpoint of the run records
     start_epoch: int
@@ -283,6 +323,8 @@ def setup_run(cfg, rank, group_size):
                     cfg.batch_size * group_size, cfg.batch_size, group_size,
                     " = lr x workers (lr_scale_with_workers)" if cfg.lr_scale_with_workers else
                     " (not scaled with the workers; lr_scale_with_workers=true scales it)")
+    if resume_state is not None:
+        check_resumed_schedule(cfg, resume_state, steps_per_epoch)
     lrs = lr_per_step(base_lr, cfg.lr_schedule, cfg.epochs, steps_per_epoch, cfg.lr_milestones, cfg.lr_gamma,
                       cfg.warmup_epochs)
     backbone = backbone_parameters(deployable)
@@ -313,27 +355,31 @@ def setup_run(cfg, rank, group_size):
     train_step = make_train_step(objective, optimizer, cfg.loss_scale, group_size > 1,
                                  cfg.mode == "graph" and not sink, loss_scale_type=cfg.loss_scale_type,
                                  window=window)
+    sink_call = make_sink_call(cfg, train_step, train_ds, chunk, start_epoch) if sink else None
     meta = {**identity(cfg, cfg.arch), "procedure": cfg.procedure, "num_classes": num_classes,
-            "dataset": cfg.dataset}
+            "dataset": cfg.dataset, "steps_per_epoch": steps_per_epoch, "schedule_epochs": cfg.epochs}
     return Run(cfg, rank, group_size, train_ds, val_ds, val_info, objective, optimizer, lrs, steps_per_epoch, sink,
-               chunk, window, train_step, ckpt_io.CheckpointManager(cfg.output_dir, cfg.keep_checkpoint_max), meta,
-               start_epoch, best_acc)
+               chunk, window, train_step, sink_call, ckpt_io.CheckpointManager(cfg.output_dir, cfg.keep_checkpoint_max),
+               meta, start_epoch, best_acc)
+
+
+def make_sink_call(cfg, train_step, train_ds, chunk, start_epoch):
+    """The data-sink call (``chunk`` steps on the device a call), built once a run: every ``ms.data_sink`` is
+    compiled anew on the device. It loops ``train_ds`` without end, shuffled from (seed, first epoch of this
+    session): unlike the host loop, a resumed run sees another order than an uninterrupted one, and an epoch cut at
+    max_steps_per_epoch goes on where the last one stopped. Not run here (MindSpore has no data sink on CPU)."""
+    import mindspore.dataset as ds
+
+    ds.config.set_seed(epoch_seed(cfg.seed, start_epoch))
+    return ms.data_sink(train_step, train_ds, sink_size=chunk,
+                        jit_config=ms.JitConfig() if cfg.mode == "graph" else None)
 
 
 def epoch_stepper(run, epoch):
     """``advance(n)``: run the next ``n`` training steps of ``epoch``. The one place where data sink and the
     host loop differ: both call the same step, which adds to the same device-side window sums."""
     if run.sink:
-        import mindspore.dataset as ds
-
-        # data_sink loops its data set on the device without end, so each epoch gets a pipeline of its own, seeded
-        # from (seed, epoch) as the host loop's iterator is: the same shuffling, exact resume, and an epoch cut
-        # at max_steps_per_epoch starts the next one afresh. Not run here (MindSpore has no data sink on CPU).
-        ds.config.set_seed(epoch_seed(run.cfg.seed, epoch))
-        dataset, _ = build_dataset(run.cfg, "train", run.rank, run.group_size)
-        sink_call = ms.data_sink(run.train_step, dataset, sink_size=run.chunk,
-                                 jit_config=ms.JitConfig() if run.cfg.mode == "graph" else None)
-        return lambda n: sink_call()
+        return lambda n: run.sink_call()
     batches = checked(epoch_iterator(run.train_ds, run.cfg.seed, epoch), "training data")
 
     def advance(n):
@@ -407,11 +453,12 @@ def end_epoch(run, record, train_seconds, start, history):
     logger.info("epoch %d: weights checksum %s (rank %d; the same on every rank of a run)", epoch,
                 weights_checksum(run.deployable), run.rank)
     if run.rank == 0:
+        metrics = _merge_history(cfg.output_dir, history, run.val_info)
         run.manager.save_epoch(epoch, state, deployable_params(run.deployable),
                                {**run.meta, "epoch": epoch, "best_acc": run.best_acc}, is_best,
-                               is_final=epoch == cfg.epochs)
-        metrics = _merge_history(cfg.output_dir, history, run.val_info)
-        write_json(os.path.join(cfg.output_dir, "metrics.json"), metrics)
+                               is_final=epoch == cfg.epochs,
+                               before_commit=lambda: write_json(os.path.join(cfg.output_dir, "metrics.json"),
+                                                                metrics))
         return metrics
     return {}
 
@@ -502,7 +549,7 @@ def run_job(cfg, cpu_note=""):
     runtime.setup_logging(None, rank)
     runtime.hold_log_lines()  # for train.log, once the run folder exists
     if cpu_note:
-        logger.info("CPU runtime: %s", cpu_note)
+        logger.info("CPU runtime: %s", "; ".join(filter(None, (cpu_note, runtime.numpy_note))))
     if cfg.dataset == "synthetic":
         logger.info("DEMO: training on generated synthetic images (learnable class patterns), not real data. "
                     "For real training pass --config configs/<recipe>.yaml --data_path DIR")
