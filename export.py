@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Export a trained network (a best.ckpt) for deployment: MindIR, ONNX or AIR, BatchNorm folded.
+"""Export a trained network (a best.ckpt) for deployment: MindIR, ONNX, MNN or AIR, BatchNorm folded.
 
     python export.py --ckpt_file outputs/RUN/best.ckpt --arch plain20 --file_name plain20 --file_format MINDIR
     python export.py --config configs/cifar10_plain20_rd.yaml --ckpt_file best.ckpt --file_format ONNX
@@ -7,11 +7,14 @@
         --device_target Ascend
     python export.py --ckpt_file best.ckpt --arch plain20 --dataset cifar10 --file_format ONNX --quantize int8 \\
         --calib_data ../shared/data/cifar-10-batches-bin          # writes plain20.int8.onnx (README "INT8")
+    python export.py --ckpt_file best.ckpt --arch plain20 --dataset cifar10 --file_format MNN --quantize int8 \
+        --calib_data ../shared/data/cifar-10-batches-bin --calib_method entropy   # plain20.int8.mnn (MNN's quantizer)
 
-The file is loaded back after writing (MindIR by MindSpore, ONNX by onnxruntime) and its logits compared with
-the checkpoint network's (an INT8 model with the float model's, on held-out images of the validation split that
-calibration never saw); a file that fails the check is not written. Then: scripts/run_convert_om.sh (Ascend .om via ATC), scripts/run_convert_lite.sh
-(.ms via MindSpore Lite's converter_lite), eval.py --mindir / --onnx (accuracy of the exported file).
+The file is loaded back after writing (MindIR by MindSpore, ONNX by onnxruntime, MNN by MNN) and its logits
+compared with the checkpoint network's (an INT8 model with the float model's, on held-out images of the
+validation split that calibration never saw); a file that fails the check is not written. Then:
+scripts/run_convert_om.sh (Ascend .om via ATC), scripts/run_convert_lite.sh (.ms via MindSpore Lite's
+converter_lite), eval.py --mindir / --onnx / --mnn (accuracy of the exported file).
 """
 import sys
 
@@ -27,7 +30,11 @@ def run(cfg, cpu_note):
     result = export(cfg)
     ops = result["ops"]
     shape = "x".join(map(str, result["input_shape"]))
-    if result.get("quantized"):
+    if result.get("quantized") and result["format"] == "MNN":
+        print(f"exported {cfg.arch} (INT8 MNN: MNN's own quantizer, {result['calib_method']} calibration on "
+              f"{result['calib_split']}; input {shape}) to {result['file']}: {result['bytes'] / 2**20:.2f} MB "
+              f"(float {result['float_bytes'] / 2**20:.2f} MB)")
+    elif result.get("quantized"):
         first = result["first_conv_weights"]
         print(f"exported {cfg.arch} (INT8 ONNX: QDQ, per-channel int8 weights ("
               f"{first + ' in the first convolution' if first else 'no convolution reads the input'}), "

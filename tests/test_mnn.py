@@ -127,3 +127,31 @@ def test_a_conversion_installs_nothing_and_imports_no_telemetry(exported, tmp_pa
     from resdist.mnn import read_record
 
     assert read_record(str(tmp_path / "m.mnn")) == {"resdist.arch": "plain8"}
+
+
+def test_an_int8_mnn_export_is_checked_on_held_out_images_and_keeps_its_record(exported, made_jpegs, tmp_path,
+                                                                             capsys):
+    """MNN's own quantizer (its C extension, in a child process), calibrated on training images, accepted by its
+    agreement with the float model on the validation images; eval.py --mnn reads the INT8 file as the float one."""
+    ckpt, _, _ = exported
+    out = tmp_path / "p8"
+    argv = ["--ckpt_file", ckpt, "--arch", "plain8", "--file_name", str(out), "--file_format", "MNN",
+            "--dataset", "imagefolder", "--height", "32", "--quantize", "int8", "--calib_data", made_jpegs,
+            "--calib_size", "64"]
+    assert export_script.main(argv + ["--calib_method", "entropy"]) == 0
+    printed = capsys.readouterr().out
+    path = str(out) + ".int8.mnn"
+    assert os.listdir(tmp_path) == ["p8.int8.mnn"]  # no float model, PNGs or config left
+    assert "(INT8 MNN: MNN's own quantizer, entropy calibration on 64 images of the train split" in printed
+    assert "compared with the float model on 64 images of the val/ folder (held out from calibration)" in printed
+    from resdist.mnn import read_record
+
+    assert read_record(path)["resdist.arch"] == "plain8"
+    result = str(tmp_path / "eval.json")
+    assert eval_script.main(["--arch", "plain8", "--dataset", "imagefolder", "--image_size", "32", "--data_path",
+                             made_jpegs, "--mnn", path, "--output_json", result]) == 0
+    assert json.load(open(result))["num_samples"] == 100
+    assert export_script.main(argv + ["--calib_method", "percentile", "--file_name", str(tmp_path / "x")]) == 2
+    assert "MNN's quantizer calibrates with entropy or minmax, not --calib_method percentile" in \
+        capsys.readouterr().err
+    assert sorted(os.listdir(tmp_path)) == ["eval.json", "p8.int8.mnn"]

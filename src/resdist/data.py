@@ -305,15 +305,19 @@ def describe_split(name, split, val_split):
 
 # --------------------------------------------------------------------------------------------------------------
 
+def normalisation(name):
+    """(mean, std) per RGB channel, on the 0-1 scale, that the data set's images are normalised with."""
+    return (CIFAR_MEAN, CIFAR_STD) if native_image_size(name) else (IMAGENET_MEAN, IMAGENET_STD)
+
+
 def _transforms(name, train, image_size, hflip=True, crop_scale_min=0.08):
     import mindspore.dataset.vision as vision
 
     flip = [vision.RandomHorizontalFlip()] if hflip else []
+    mean, std = normalisation(name)
     if native_image_size(name):  # 32x32 arrays already decoded
-        mean, std = CIFAR_MEAN, CIFAR_STD
         ops = [vision.RandomCrop(32, padding=4)] + flip if train else []
     else:
-        mean, std = IMAGENET_MEAN, IMAGENET_STD
         if train:
             ops = [vision.RandomCropDecodeResize(image_size, scale=(crop_scale_min, 1.0))] + flip
         else:  # resize 256 / centre crop 224 for ImageNet, the same ratio at other sizes

@@ -66,8 +66,8 @@ def output_path(cfg):
     source = cfg.onnx_file or cfg.ckpt_file
     default = cfg.arch if cfg.ckpt_file else os.path.splitext(os.path.basename(source))[0]
     base = cfg.file_name or os.path.join(os.path.dirname(os.path.abspath(source)), default)
-    suffix = ".int8.onnx" if cfg.quantize == "int8" else SUFFIX[cfg.file_format]
-    for known in (".int8.onnx",) + tuple(SUFFIX.values()):  # `--file_name net.onnx` means net
+    suffix = (".int8" if cfg.quantize == "int8" else "") + SUFFIX[cfg.file_format]
+    for known in (".int8.onnx", ".int8.mnn") + tuple(SUFFIX.values()):  # `--file_name net.onnx` means net
         if base.lower().endswith(known):
             base = base[:-len(known)]
             break
@@ -278,10 +278,19 @@ def export_int8(cfg):
     from . import quantize
 
     quantize.require_onnx()
-    if cfg.file_format != "ONNX":
-        raise ConfigError("--quantize int8 writes an INT8 ONNX model: pass --file_format ONNX (MindSpore Lite makes "
-                          "its own INT8 model from a MindIR: bash scripts/run_convert_lite.sh MODEL.mindir --quant "
-                          "int8 --calib_dir DIR)")
+    if cfg.file_format not in ("ONNX", "MNN"):
+        raise ConfigError("--quantize int8 writes an INT8 ONNX or MNN model: pass --file_format ONNX or MNN "
+                          "(MindSpore Lite makes its own INT8 model from a MindIR: bash scripts/run_convert_lite.sh "
+                          "MODEL.mindir --quant int8 --calib_dir DIR)")
+    if cfg.file_format == "MNN":
+        from .mnn import MNN_METHODS, require_mnn
+
+        require_mnn()
+        if cfg.onnx_file:
+            raise ConfigError("--file_format MNN --quantize int8 quantizes a checkpoint: pass --ckpt_file")
+        if cfg.calib_method not in MNN_METHODS:
+            raise ConfigError(f"MNN's quantizer calibrates with {' or '.join(MNN_METHODS)}, not "
+                              f"--calib_method {cfg.calib_method}")
     if bool(cfg.ckpt_file) == bool(cfg.onnx_file):
         raise ConfigError("--quantize int8 takes exactly one model: --ckpt_file PATH (a checkpoint) or --onnx_file "
                           "PATH (a float ONNX file from export.py)")
@@ -308,22 +317,32 @@ def export_int8(cfg):
                                                                       cfg.calib_size, cfg.val_split)
     with _Staging(path) as staging:
         float_path, float_check = cfg.onnx_file, None
-        if not cfg.onnx_file:
-            float_path, float_check = _write_checked(deployed, images, reference, "ONNX", staging.export_folder,
-                                                     record)
-        int8_path = os.path.join(staging.folder, "model.int8.onnx")
-        first_conv = quantize.quantize_onnx(float_path, int8_path, calib, cfg.quant_activations,
-                                            cfg.calib_method, cfg.first_conv_weights)
-        record_onnx(int8_path, {**record, RECORD_PREFIX + "quantized": "int8"})
+        if cfg.file_format == "MNN":
+            from . import mnn
+            from .data import normalisation
+
+            float_path, float_check = _write_mnn(deployed, images, reference, staging, record)
+            int8_path = os.path.join(staging.folder, "model.int8.mnn")
+            mnn.quantize(float_path, int8_path, calib, *normalisation(cfg.dataset), cfg.calib_method)
+            first_conv = None  # MNN's quantizer chooses its own weight types
+        else:
+            if not cfg.onnx_file:
+                float_path, float_check = _write_checked(deployed, images, reference, "ONNX",
+                                                         staging.export_folder, record)
+            int8_path = os.path.join(staging.folder, "model.int8.onnx")
+            first_conv = quantize.quantize_onnx(float_path, int8_path, calib, cfg.quant_activations,
+                                                cfg.calib_method, cfg.first_conv_weights)
+            record_onnx(int8_path, {**record, RECORD_PREFIX + "quantized": "int8"})
         check = quantize.compare_with_float(load_exported(float_path).predict, load_exported(int8_path).predict,
                                             held_out, held_out_labels)
         check["calib_agreement"] = quantize.compare_with_float(
             load_exported(float_path).predict, load_exported(int8_path).predict, calib)["top1_agreement"]
-        ops = graph_ops(int8_path)
-        result = {"file": path, "format": "ONNX", "quantized": "int8", "input_shape": shape,
+        ops = graph_ops(int8_path) if cfg.file_format == "ONNX" else None
+        result = {"file": path, "format": cfg.file_format, "quantized": "int8", "input_shape": shape,
                   "activations": cfg.quant_activations, "first_conv_weights": first_conv,
                   "calib_method": cfg.calib_method, "calib_split": split, "check_split": check_split,
-                  "ops": {op: ops.count(op) for op in sorted(set(ops))}, "float_max_abs_diff": float_check,
+                  "ops": None if ops is None else {op: ops.count(op) for op in sorted(set(ops))},
+                  "float_max_abs_diff": float_check,
                   "float_bytes": os.path.getsize(float_path), "bytes": os.path.getsize(int8_path),
                   "min_top1_agreement": quantize.MIN_TOP1_AGREEMENT, **check}
         if check["top1_agreement"] < quantize.MIN_TOP1_AGREEMENT:

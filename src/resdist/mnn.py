@@ -116,3 +116,40 @@ def session_memory_mb(path, threads=1):
         interpreter = MNN.Interpreter(path)
         session = interpreter.createSession({"numThread": threads, "precision": "high", "backend": "CPU"})
     return float(interpreter.getSessionInfo(session, 0))
+
+
+MNN_METHODS = {"entropy": "KL", "minmax": "EMA"}  # MNN's feature methods for export.py's --calib_method
+
+
+def quantize(float_mnn, int8_mnn, images, mean, std, method="entropy"):
+    """An INT8 .mnn file of ``float_mnn`` by MNN's own post-training quantizer (its C extension), calibrated on
+    ``images`` (float32 NCHW, normalised as at inference with ``mean``/``std`` on the 0-1 scale). MNN calibrates
+    from image files: the images are written as lossless PNGs with the normalisation undone (exact: the pipeline
+    normalises 8-bit pixels) and the normalisation goes into its config. Runs in a child process: MNN's quantizer
+    aborts its process on input it cannot take (std::length_error when called as its wrapper script calls it)."""
+    import subprocess
+
+    import numpy as np
+    from PIL import Image
+
+    if method not in MNN_METHODS:
+        raise ConfigError(f"MNN's quantizer calibrates with {' or '.join(MNN_METHODS)} (--calib_method), "
+                          f"not {method}")
+    folder = f"{int8_mnn}.calibration"
+    os.makedirs(folder)
+    pixels = images.transpose(0, 2, 3, 1) * (255 * np.asarray(std)) + 255 * np.asarray(mean)
+    for i, image in enumerate(np.clip(np.rint(pixels), 0, 255).astype(np.uint8)):
+        Image.fromarray(image).save(os.path.join(folder, f"{i:05d}.png"))
+    config = {"format": "RGB", "mean": [255 * m for m in mean], "normal": [1 / (255 * s) for s in std],
+              "width": images.shape[3], "height": images.shape[2], "path": folder + os.sep,
+              "used_image_num": len(images), "feature_quantize_method": MNN_METHODS[method],
+              "weight_quantize_method": "MAX_ABS", "batch_size": min(32, len(images))}
+    with open(f"{int8_mnn}.json", "w", encoding="utf-8") as f:
+        json.dump(config, f)
+    code = "import sys, _tools; _tools.mnnquant(sys.argv)"  # the argv form: the C extension's own
+    done = subprocess.run([sys.executable, "-c", code, float_mnn, int8_mnn, f"{int8_mnn}.json"],
+                          capture_output=True, text=True, timeout=3600)
+    if done.returncode != 0 or not os.path.isfile(int8_mnn):
+        last = [line for line in (done.stderr + done.stdout).splitlines() if line.strip()][-1:] or ["no output"]
+        raise ConfigError(f"MNN's quantizer failed on {float_mnn} (exit {done.returncode}: {last[0][:200]})")
+    return done.stdout
