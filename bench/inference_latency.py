@@ -237,7 +237,8 @@ def main(argv=None):
               "threads": threads, "wall_seconds": round(wall, 1), "cpus": os.cpu_count(), "rows": rows,
               "command": portable_command(__file__, argv if argv is not None else sys.argv[1:])}
     save_report(report, args.output)
-    plot(report, os.path.splitext(args.output)[0] + ".png")
+    if len(batches) > 1:  # the plot's axis is the batch size
+        plot(report, os.path.splitext(args.output)[0] + ".png")
     return 0
 
 
