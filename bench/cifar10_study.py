@@ -33,9 +33,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-import yaml
-
 import run_snapshot
+import yaml
 from benchutil import key_values, save_report
 from plotting import PALETTE, side_by_side
 
@@ -202,9 +201,9 @@ def load_results(results_dir, study):
                 raise StudyError(f"row result {path} cannot be read ({exc}); restore it (git checkout -- FILE) or "
                                  f"delete it to train the row again") from None
             if not isinstance(result, dict) or any(k not in result for k in RESULT_KEYS):
-                raise StudyError(f"row result {path} is not a row result (it lacks "
-                                 f"{', '.join(k for k in RESULT_KEYS if not isinstance(result, dict) or k not in result)}"
-                                 f"); restore it (git checkout -- FILE) or delete it to train the row again")
+                lacking = [k for k in RESULT_KEYS if not isinstance(result, dict) or k not in result]
+                raise StudyError(f"row result {path} is not a row result (it lacks {', '.join(lacking)}); restore "
+                                 f"it (git checkout -- FILE) or delete it to train the row again")
             out[row.name] = result
     return out
 

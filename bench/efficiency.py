@@ -18,8 +18,9 @@ from resdist import runtime  # noqa: E402
 runtime.prefer_fast_cpu_kernels()
 
 from benchutil import save_report  # noqa: E402
-from resdist.memory import analyse  # noqa: E402
 from plotting import line_chart  # noqa: E402
+
+from resdist.memory import analyse  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IMAGENET = (18, 34, 50)

@@ -24,7 +24,6 @@ import time
 
 import numpy as np
 import yaml
-
 from benchutil import ROOT, key_values, portable_command, save_report
 from run_snapshot import epochs_done
 

@@ -11,7 +11,6 @@ import argparse
 import os
 import sys
 
-
 from resdist import runtime  # noqa: E402  (imports no MindSpore)
 
 

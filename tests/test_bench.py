@@ -4,7 +4,6 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import ROOT
 
 sys.path.insert(0, os.path.join(ROOT, "bench"))
@@ -48,7 +47,8 @@ def test_a_single_setting_is_refused(capsys):
 def test_onednn_log_is_summed_after_the_marker_with_convolution_gflops():
     conv = ("onednn_verbose,v1,primitive,exec,cpu,convolution,x64:gemm:jit,backward_weights,src:f32 dst:f32,,"
             "alg:convolution_direct,mb2_ic4oc8_ih8oh8kh3sh1dh0ph1_iw8ow8kw3sw1dw0pw1,{ms}")
-    bnorm = "onednn_verbose,v1,primitive,exec,cpu,batch_normalization,ncsp_bnorm:any,backward,data:f32,,flags:CH,mb2ic8ih8iw8,0.5"
+    bnorm = ("onednn_verbose,v1,primitive,exec,cpu,batch_normalization,ncsp_bnorm:any,backward,data:f32,,flags:CH,"
+             "mb2ic8ih8iw8,0.5")
     lines = [conv.format(ms=100.0), onednn_profile.MARK, conv.format(ms=1.0), bnorm, conv.format(ms=3.0), bnorm]
     rows = {r["primitive"]: r for r in onednn_profile.summarise(lines, steps=2)}
     assert rows["convolution"]["calls_per_step"] == 1 and rows["convolution"]["ms_per_step"] == 2.0
@@ -57,6 +57,7 @@ def test_onednn_log_is_summed_after_the_marker_with_convolution_gflops():
     assert rows["batch_normalization"]["ms_per_step"] == 0.5 and "gflop_per_s" not in rows["batch_normalization"]
 
 
+@pytest.mark.slow
 def test_profile_of_an_rd_step_shows_the_frozen_teacher_gets_no_weight_gradient(tmp_path, capsys):
     """The profiler end to end on the smallest pair, and what its counts say of the RD step (resnet8/plain8:
     3 stages of one block; the teacher's stages 2 and 3 have a projection shortcut, 3 convolutions each)."""
@@ -148,6 +149,7 @@ def test_study_commands_carry_no_machine_paths_and_the_table_averages_seeds(tmp_
                                      "plain56_kd", "plain56_alone_seed1", "resnet56_teacher")}) == 6
 
 
+@pytest.mark.slow
 def test_study_runner_skips_finished_rows_and_continues_an_interrupted_one(tmp_path):
     """The real runner, twice over two tiny rows (synthetic images instead of the recipe's CIFAR-10 budget): rows
     with a result are skipped and their files left alone; a row whose result is missing but whose run folder has
@@ -218,6 +220,7 @@ def test_study_runner_skips_finished_rows_and_continues_an_interrupted_one(tmp_p
     assert str(snapshot) in hook_log.read_text().splitlines()[-1].split()
 
 
+@pytest.mark.slow
 def test_study_runner_snapshots_a_training_row_every_so_often(tmp_path):
     """--snapshot_minutes: the runner snapshots the row while train.py trains it (and gives the hook each
     snapshot to commit), then, when the row finishes, deletes the snapshot and gives the hook its removal."""
@@ -344,15 +347,15 @@ def test_commit_study_row_commits_only_the_rows_files(tmp_path):
     assert subprocess.run(git + ["status", "--short"], capture_output=True, text=True).stdout.strip() == "A  other.txt"
 
 
+@pytest.mark.slow
 def test_transfer_bench_writes_the_digits_folder_and_runs_resumable_arms(tmp_path, monkeypatch):
     """bench/transfer.py on digits the test makes (the real ones come with scikit-learn, not a test dependency):
     the image folder's split, one real 1-epoch arm from a pretrained checkpoint, the report, and a second call
     that skips the finished arm."""
     import json
 
-    from PIL import Image
-
     import transfer
+    from PIL import Image
 
     rng = np.random.default_rng(0)
     labels = np.repeat(np.arange(10), 12)
@@ -398,12 +401,14 @@ def test_transfer_bench_writes_the_digits_folder_and_runs_resumable_arms(tmp_pat
     assert not (tmp_path / "refused").exists()
 
 
+@pytest.mark.slow
 def test_int8_bench_compares_float_and_int8_resnet_and_plain(made_cifar10, tmp_path):
     """bench/int8.py end to end on the tiny pair (random weights, generated CIFAR files): every variant measured,
     and what onnxruntime made of each graph."""
     import json
 
     import int8
+
     from resdist import checkpoint as ckpt_io
     from resdist.models import create_model
 
@@ -450,6 +455,7 @@ def test_int8_bench_refuses_too_few_calibration_images_and_writes_nothing(made_c
     import tempfile
 
     import int8
+
     from resdist import checkpoint as ckpt_io
     from resdist.models import create_model
 
@@ -510,6 +516,7 @@ def test_bn_recalibration_sets_the_statistics_of_the_data_it_sees(made_cifar10):
     mode computes on it, which the wrong saved statistics did not."""
     import bn_recalibration
     import mindspore as ms
+
     from resdist.data import create_dataset
     from resdist.models import create_model
 
@@ -529,11 +536,13 @@ def test_bn_recalibration_sets_the_statistics_of_the_data_it_sees(made_cifar10):
     np.testing.assert_allclose(net(images).asnumpy(), batch_stats, rtol=1e-3, atol=1e-3)
 
 
+@pytest.mark.slow
 def test_bn_recalibration_reports_both_accuracies_and_refuses_a_checkpoint_without_a_network(made_cifar10,
                                                                                                 tmp_path, capsys):
     import json
 
     import bn_recalibration
+
     from resdist import checkpoint as ckpt_io
     from resdist.models import create_model
 
@@ -617,6 +626,7 @@ def test_study_snapshot_into_a_read_only_folder_is_one_error_and_keeps_the_old_o
     assert sorted(p.name for p in old.iterdir()) == ["last.ckpt"] and (old / "last.ckpt").read_bytes() == b"weights 1"
 
 
+@pytest.mark.slow
 def test_sigterm_to_the_study_runner_stops_its_training_child(tmp_path):
     import signal
     import subprocess

@@ -52,7 +52,8 @@ def test_mismatched_architecture_names_the_parameters(tmp_path):
         ckpt_io.load_network(create_model("plain20", num_classes=10), state, path=bare, arch="plain20")
     with pytest.raises(ckpt_io.CheckpointError, match=r"shape mismatch .*fc.bias \(10,\) vs \(100,\)"):
         ckpt_io.load_network(create_model("resnet20", num_classes=100), state, path=bare, arch="resnet20")
-    with pytest.raises(ckpt_io.CheckpointError, match=r"missing from the checkpoint: stages.0.3.bn1.beta.* and 55 more"):
+    with pytest.raises(ckpt_io.CheckpointError,
+                       match=r"missing from the checkpoint: stages.0.3.bn1.beta.* and 55 more"):
         ckpt_io.load_network(create_model("resnet32", num_classes=10), state, path=bare, arch="resnet32")
 
 
@@ -68,7 +69,8 @@ def test_failed_save_keeps_the_previous_file(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(ms, "save_checkpoint", crash)
-    with pytest.raises(ckpt_io.CheckpointError, match=r"could not write checkpoint .*disk full.*previous version is kept"):
+    with pytest.raises(ckpt_io.CheckpointError,
+                       match=r"could not write checkpoint .*disk full.*previous version is kept"):
         ckpt_io.save(path, ckpt_io.network_params(net), {"epoch": 2})
     assert open(path, "rb").read() == before
     assert os.listdir(tmp_path) == ["last.ckpt"]

@@ -2,8 +2,8 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import ROOT
+
 from resdist.config import ConfigError, parse_args
 
 

@@ -11,8 +11,8 @@ import time
 
 import numpy as np
 import pytest
-
 from conftest import ROOT
+
 from resdist import checkpoint as ckpt_io
 from resdist.models import create_model
 
@@ -50,7 +50,8 @@ def recipe(tmp_path_factory):
     (["--worker_num", "2", "--local_worker_num", "3", "RECIPE", "none", "OUT"], "exceeds --worker_num 2"),
     (["/nonexistent.yaml", "none", "OUT"], "config /nonexistent.yaml does not exist"),
     (["RECIPE", "/nonexistent/data", "OUT"], "data path /nonexistent/data is not a directory"),
-    (["--rank_table_file", "/nonexistent.json", "RECIPE", "none", "OUT"], "rank table /nonexistent.json does not exist"),
+    (["--rank_table_file", "/nonexistent.json", "RECIPE", "none", "OUT"],
+     "rank table /nonexistent.json does not exist"),
     (["--rank_table_file", "BADJSON", "RECIPE", "none", "OUT"], "is not a valid HCCL rank table"),
     (["--bogus", "1", "RECIPE", "none", "OUT"], "unknown launcher option --bogus"),
     (["RECIPE", "none", "OUT", "stray"], "unexpected argument 'stray'"),
@@ -114,6 +115,7 @@ def _checksums(path):
     return re.findall(r"epoch (\d+): weights checksum (\S+)", open(path).read())
 
 
+@pytest.mark.slow
 def test_rd_on_two_workers_then_resume(recipe, tmp_path):
     config, teacher = recipe
     out = tmp_path / "run"
@@ -139,6 +141,7 @@ def test_rd_on_two_workers_then_resume(recipe, tmp_path):
     assert _checksums(rank0)[-1] == _checksums(rank1)[-1] and _checksums(rank0)[-1][0] == "3"
 
 
+@pytest.mark.slow
 def test_two_workers_equal_one_process_on_the_global_batch(tmp_path):
     """Without BatchNorm, averaging the gradients of two half batches is one gradient of the whole batch."""
     worker = os.path.join(ROOT, "tests", "dist_equivalence_worker.py")
@@ -156,6 +159,7 @@ def test_two_workers_equal_one_process_on_the_global_batch(tmp_path):
         np.testing.assert_allclose(r0[name], one[name], rtol=1e-5, atol=1e-6, err_msg=name)
 
 
+@pytest.mark.slow
 def test_a_killed_worker_ends_the_job(recipe, tmp_path):
     """msrun kills the other workers at once and the scheduler gives up on the lost one after its heartbeat
     time-out (about 30 s here, whatever --cluster_time_out: that one only bounds the wait for workers to join, so the
@@ -189,6 +193,7 @@ def test_a_killed_worker_ends_the_job(recipe, tmp_path):
         subprocess.run(["pkill", "-9", "-f", f"train.py --config {long}"])
 
 
+@pytest.mark.slow
 def test_a_worker_that_never_joins_ends_the_job_after_the_cluster_time_out(tmp_path):
     """--cluster_time_out is how long the scheduler and the workers wait for the whole job to join: here this node
     starts 1 of 2 workers, so the job must wait that long, then fail with nothing written but msrun's logs."""

@@ -8,10 +8,10 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import ROOT
 
 import eval as eval_script
 import train as train_script
-from conftest import ROOT
 from resdist import checkpoint as ckpt_io
 
 TINY = ["--arch", "resnet8", "--synthetic_train_size", "128", "--synthetic_val_size", "32", "--batch_size", "32",
@@ -367,6 +367,7 @@ def test_a_corrupt_image_is_named(tmp_path, capsys, broken):
 
 # --- a kill while an epoch is being saved -------------------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("killed_at,epoch", [("final.ckpt", 3), ("metrics.json", 2)])
 def test_a_kill_while_an_epoch_is_saved_trains_that_epoch_again(tmp_path, killed_at, epoch):
     """Killed as the last epoch's final.ckpt, or an epoch's metrics.json, is written: the run must neither look
@@ -377,7 +378,8 @@ def test_a_kill_while_an_epoch_is_saved_trains_that_epoch_again(tmp_path, killed
     killed = subprocess.run([sys.executable, os.path.join("tests", "kill_at_write.py"), killed_at, str(epoch)]
                             + argv, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert killed.returncode == -9, killed.stderr[-2000:]
-    assert ckpt_io.meta_value(ckpt_io.read(str(out / "last.ckpt")), "epoch") == epoch - 1  # last.ckpt is written last: it still holds the epoch before
+    # last.ckpt is written last: it still holds the epoch before
+    assert ckpt_io.meta_value(ckpt_io.read(str(out / "last.ckpt")), "epoch") == epoch - 1
     assert train_script.main(argv + ["--resume", "auto"]) == 0
     metrics = json.load(open(out / "metrics.json"))
     assert [e["epoch"] for e in metrics["epochs"]] == [1, 2, 3]
@@ -425,6 +427,7 @@ def test_a_moved_checkpoint_resumed_with_other_steps_per_epoch_is_refused(one_ep
 
 # --- two runs in one folder ---------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_second_run_in_a_folder_in_use_is_refused_and_a_killed_run_resumes(tmp_path, capsys):
     """Two real train.py processes: while the first trains, a second on the same --output_dir (here resuming
     it) is refused by the run folder's lock, changing nothing; once the first is killed, --resume auto works."""

@@ -1,7 +1,6 @@
 """Fine-tuning from a pretrained network: weights in place, a new classifier, frozen stages, the backbone's
 learning rate, resume, RD from a pretrained student, and refusals."""
 import json
-import os
 
 import numpy as np
 import pytest

@@ -5,8 +5,8 @@ import os
 
 import numpy as np
 import pytest
-
 from conftest import ROOT
+
 from resdist import checkpoint as ckpt_io
 from resdist.models import list_models
 
@@ -124,6 +124,7 @@ def test_the_published_checkpoint_is_the_named_network(path):
     assert net.fc.bias.shape == (10,)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", CARDS, ids=os.path.basename)
 def test_the_card_accuracy_is_what_eval_measures_on_real_data(path, real_cifar10, tmp_path):
     """The card's accuracy is re-measured from the committed checkpoint on the held-out data_batch_5 it names, and
@@ -159,6 +160,7 @@ def test_the_card_accuracy_is_what_eval_measures_on_real_data(path, real_cifar10
         assert (logits.argmax(1) != expected.argmax(1)).sum() <= 1, suffix  # a near-tie may flip, no more
 
 
+@pytest.mark.slow
 def test_publishing_writes_an_int8_asset_with_its_measured_accuracy(made_cifar10, tmp_path):
     """scripts/make_hub_card.py into a scratch hub folder: the card lists the INT8 ONNX file with its sha256, and
     the INT8 accuracy on the card is what eval.py --onnx measures on the same held-out images. Asked for int8
@@ -169,10 +171,10 @@ def test_publishing_writes_an_int8_asset_with_its_measured_accuracy(made_cifar10
     import sys
 
     import onnx
-
-    import eval as eval_script
     from test_export import _trained_looking
     from test_quantize import conv_weight_types
+
+    import eval as eval_script
 
     # seeded: a network with random weights has small logit margins, so whether its INT8 copy passes the 95%
     # agreement check depends on the draw (an unseeded one failed at 94.5% on a VNNI CPU)

@@ -8,10 +8,10 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import ROOT
 
 import eval as eval_script
 import export as export_script
-from conftest import ROOT
 from resdist import checkpoint as ckpt_io
 from resdist.models import create_model
 
@@ -114,7 +114,8 @@ def test_a_conversion_installs_nothing_and_imports_no_telemetry(exported, tmp_pa
         (fake_bin / name).chmod(0o755)
     code = ("import sys, json\n"
             "from resdist import mnn\n"
-            f"mnn.convert_onnx({str(tmp_path / 'm.onnx')!r}, {str(tmp_path / 'm.mnn')!r}, {{'resdist.arch': 'plain8'}})\n"
+            f"mnn.convert_onnx({str(tmp_path / 'm.onnx')!r}, {str(tmp_path / 'm.mnn')!r}, "
+            "{'resdist.arch': 'plain8'})\n"
             "print(json.dumps(sorted(m for m in sys.modules if 'aliyun' in m.lower() or m.startswith('MNN.tools'))))\n")
     assert export_script.main(["--ckpt_file", exported[0], "--arch", "plain8", "--file_name", str(tmp_path / "m"),
                                "--file_format", "ONNX"]) == 0
@@ -129,6 +130,7 @@ def test_a_conversion_installs_nothing_and_imports_no_telemetry(exported, tmp_pa
     assert read_record(str(tmp_path / "m.mnn")) == {"resdist.arch": "plain8"}
 
 
+@pytest.mark.slow
 def test_an_int8_mnn_export_is_checked_on_held_out_images_and_keeps_its_record(exported, made_jpegs, tmp_path,
                                                                              capsys):
     """MNN's own quantizer (its C extension, in a child process), calibrated on training images, accepted by its

@@ -1,8 +1,8 @@
+import mindspore as ms
 import numpy as np
 import pytest
-
-import mindspore as ms
 from mindspore.train import mind_ir_pb2
+
 from resdist.models import create_model, list_models
 
 CIFAR_NETS = [f"{k}{d}" for d in (8, 20, 32, 44, 56, 110) for k in ("resnet", "plain")]

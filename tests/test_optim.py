@@ -1,7 +1,7 @@
 import numpy as np
 
-from resdist.optim import create_optimizer, lr_per_step
 from resdist.models import create_model
+from resdist.optim import create_optimizer, lr_per_step
 
 
 def test_step_schedule_with_warmup():
@@ -12,8 +12,8 @@ def test_step_schedule_with_warmup():
 
 def test_cosine_schedule_goes_to_zero():
     lrs = lr_per_step(0.2, "cosine", epochs=4, steps_per_epoch=1)
-    np.testing.assert_allclose(lrs, [0.2, 0.2 * (1 + np.cos(np.pi / 4)) / 2, 0.1, 0.2 * (1 + np.cos(3 * np.pi / 4)) / 2],
-                               rtol=1e-6)
+    expected = [0.2, 0.2 * (1 + np.cos(np.pi / 4)) / 2, 0.1, 0.2 * (1 + np.cos(3 * np.pi / 4)) / 2]
+    np.testing.assert_allclose(lrs, expected, rtol=1e-6)
 
 
 def test_weight_decay_can_spare_bn_and_bias():

@@ -4,9 +4,8 @@ import subprocess
 import sys
 
 import pytest
-from PIL import Image
-
 from conftest import ROOT
+from PIL import Image
 
 
 def _image(path, colour=(200, 30, 30)):

@@ -7,15 +7,15 @@ import re
 import numpy as np
 import onnx
 import pytest
+from conftest import write_image_folder
+from test_export import _refused, _save, _trained_looking
 
 import eval as eval_script
 import export as export_script
-from conftest import write_image_folder
 from resdist.data import create_dataset
 from resdist.exported import graph_ops
 from resdist.models import create_model
 from resdist.quantize import calibration_images
-from test_export import _refused, _save, _trained_looking
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +140,8 @@ def test_int8_export_refuses_bad_calibration_data_and_models(plain8_ckpt, made_j
         (_int8_argv(plain8_ckpt, out, five_classes), "has 5 classes but the model has 10"),
         ([a for a in _int8_argv(plain8_ckpt, out, "") if a not in ("--calib_data", "")],
          "--quantize int8 needs calibration images"),
-        (_int8_argv(plain8_ckpt, out, made_jpegs, "--file_format", "MINDIR"), "writes an INT8 ONNX or MNN model: pass --file_format ONNX or MNN"),
+        (_int8_argv(plain8_ckpt, out, made_jpegs, "--file_format", "MINDIR"),
+         "writes an INT8 ONNX or MNN model: pass --file_format ONNX or MNN"),
         (_int8_argv(plain8_ckpt, out, made_jpegs, "--onnx_file", str(garbage)), "takes exactly one model"),
         (["--onnx_file", str(garbage), "--file_format", "ONNX", "--dataset", "imagefolder", "--quantize", "int8",
           "--calib_data", made_jpegs, "--file_name", str(out)], "is not a readable ONNX file"),

@@ -313,8 +313,8 @@ def test_released_code_variants():
                                     teacher_preact, joint_fd.margin).asnumpy())
                    for i, k in enumerate(joint_fd.injection_points))
     ce_j, mixed_j, fd_j = (float(t.asnumpy()) for t in (ce_j, mixed_j, fd_j))
-    assert float(loss.asnumpy()) == pytest.approx(0.25 * (0.8 * mixed_j + ce_j) + 0.25 * 0.001 * (0.8 * mixed_fd + fd_j),
-                                                  rel=1e-5)
+    expected = 0.25 * (0.8 * mixed_j + ce_j) + 0.25 * 0.001 * (0.8 * mixed_fd + fd_j)
+    assert float(loss.asnumpy()) == pytest.approx(expected, rel=1e-5)
 
 
 def test_make_objective_builds_each_procedure_and_only_rd_has_an_eta_schedule():
@@ -336,6 +336,7 @@ def test_make_objective_builds_each_procedure_and_only_rd_has_an_eta_schedule():
         make_objective("distil", student, teacher)
 
 
+@pytest.mark.slow
 def test_a_dirac_rd_student_trains_exports_plain_and_scores_the_same_everywhere(made_cifar10, tmp_path):
     """The Dirac RD smoke run the converged rows rely on: one short epoch on CIFAR-10 files, then export. The
     exported graph has no feature-map addition and no BatchNorm; its logits are the training network's (Dirac

@@ -3,8 +3,8 @@ import glob
 import os
 
 import pytest
-
 from conftest import ROOT
+
 from resdist.config import load_yaml, parse_args
 from resdist.models import is_model
 
@@ -20,7 +20,7 @@ def test_every_recipe_parses_and_names_a_known_network(path):
 
 def test_readme_test_command_is_what_ci_runs():
     ci = open(os.path.join(ROOT, ".ci", "run")).read().strip().splitlines()[-1]
-    assert ci == "python -m pytest -q tests"
+    assert ci == "python -m ruff check . && python -m pytest -q --durations=20 tests"
     assert f"\n{ci}\n" in open(os.path.join(ROOT, "README.md")).read()
 
 

@@ -4,8 +4,8 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import ROOT
+
 from resdist import runtime
 
 # Runs compiled training steps the way train.py does (settings first, then MindSpore), then lists the
@@ -65,6 +65,7 @@ def test_mindspore_runs_without_its_spinning_dispatch_thread_when_we_choose_so()
     assert "frontend_queue" in probe_threads({runtime.HOST_DISPATCH_VAR: "0"})
 
 
+@pytest.mark.slow
 def test_numpy_2_notice_of_mindspores_cxx_front_end_is_one_log_line_not_two_tracebacks(tmp_path):
     """Under NumPy 2, MindSpore 2.10's first eager Parameter operation (here: folding Dirac convolutions at the
     end of an epoch) made NumPy print its 1.x/2.x notice with two "Traceback" headers; it is captured at start

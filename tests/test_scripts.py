@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import ROOT
 
 NO_TOOLS = f"{os.path.dirname(sys.executable)}:/usr/bin:/bin"  # python, but no atc / converter_lite

@@ -6,8 +6,8 @@ import sys
 import mindspore as ms
 import numpy as np
 import pytest
-
 from conftest import ROOT
+
 from resdist import checkpoint as ckpt_io
 from resdist.models import create_model
 from resdist.torchvision_import import convert, rename

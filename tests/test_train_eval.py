@@ -5,10 +5,10 @@ import re
 
 import numpy as np
 import pytest
+from conftest import ROOT
 
 import eval as eval_script
 import train as train_script
-from conftest import ROOT
 from resdist import checkpoint as ckpt_io
 
 TINY = ["--arch", "resnet8", "--synthetic_train_size", "512", "--synthetic_val_size", "64", "--batch_size", "32",
@@ -228,6 +228,7 @@ def _weights(path):
     return {k: v.asnumpy() for k, v in state.items() if k.startswith(("stem.", "stages.", "head."))}
 
 
+@pytest.mark.slow
 def test_resume_gives_the_uninterrupted_runs_weights(tmp_path):
     """3 epochs in one go vs 1 epoch, stop, resume to 3: the same weights (each epoch has its own data order and
     augmentation, derived from the seed and the epoch). A constant lr makes the first leg's schedule the same."""
@@ -248,6 +249,7 @@ def test_resume_gives_the_uninterrupted_runs_weights(tmp_path):
         pytest.approx(losses, rel=1e-5)
 
 
+@pytest.mark.slow
 def test_demo_runs_teacher_rd_student_and_plain_student(tmp_path, capsys):
     """`python train.py` without arguments is this demo (with the default sizes); here at a tiny size."""
     out = tmp_path / "demo"

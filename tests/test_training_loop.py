@@ -35,6 +35,7 @@ def _run(tmp_path, name, log_interval, monkeypatch):
     return epochs, weights, len(reads), open(os.path.join(out, "train.log")).read()
 
 
+@pytest.mark.slow
 def test_the_logging_window_changes_no_result_and_the_host_reads_once_a_window(tmp_path, monkeypatch):
     every_step, weights_1, reads_1, _ = _run(tmp_path, "log1", 1, monkeypatch)
     windowed, weights_4, reads_4, log = _run(tmp_path, "log4", 4, monkeypatch)

@@ -222,11 +222,11 @@ class CheckpointManager:
 
     def save_epoch(self, epoch, train_state, deploy_params, meta, is_best, is_final=False, before_commit=None):
         """Write the epoch's files (best, final, epoch_NNNN), then ``before_commit()`` (the trainer's metrics.json),
-        then last.ckpt. last.ckpt is the commit point: ``--resume auto`` continues after the epoch it holds, so a kill at any moment before it
-        is written trains this epoch again (exactly: a resume is bit-identical) and writes every file anew; the run
-        can never look finished, or have metrics short of an epoch, while a file of its last epoch is missing.
-        The training state, the largest file, is written first and published last: a full disk fails before any
-        other file of the run changes."""
+        then last.ckpt. last.ckpt is the commit point: ``--resume auto`` continues after the epoch it holds, so a
+        kill at any moment before it is written trains this epoch again (exactly: a resume is bit-identical) and
+        writes every file anew; the run can never look finished, or have metrics short of an epoch, while a file
+        of its last epoch is missing. The training state, the largest file, is written first and published last:
+        a full disk fails before any other file of the run changes."""
         staged = stage(self.last, train_state, meta)
         try:
             self._save_outputs(epoch, train_state, deploy_params, meta, is_best, is_final)

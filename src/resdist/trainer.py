@@ -16,10 +16,10 @@ import numpy as np
 from mindspore import nn, ops
 
 from . import checkpoint as ckpt_io
+from . import runtime
 from .build import build_dataset, build_network, identity, write_json
 from .config import ConfigError, options_for
 from .data import check_dataset, checked, epoch_iterator, epoch_seed
-from . import runtime
 from .errors import TrainingError
 from .evaluate import evaluate
 from .finetune import backbone_parameters, freeze_stages, load_pretrained

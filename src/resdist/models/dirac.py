@@ -5,8 +5,8 @@
 delta the identity kernel. They train like a conv with a built-in identity path and fold into an ordinary conv
 for deployment (``deployable_params``), so the deployed student is a plain network again.
 """
-import numpy as np
 import mindspore as ms
+import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
 
 from .resnet import Block
