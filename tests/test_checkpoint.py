@@ -87,3 +87,41 @@ def test_manager_keeps_last_n_epoch_files(tmp_path):
     assert ckpt_io.meta_value(ckpt_io.read(manager.final), "epoch") == 4
     assert ckpt_io.meta_value(ckpt_io.read(manager.best), "epoch") == 3
     assert ckpt_io.meta_value(ckpt_io.read(manager.last), "epoch") == 4
+
+
+def test_sgd_stat_is_rebuilt_from_the_step_counter_and_read_where_an_older_checkpoint_stored_it(tmp_path):
+    """MindSpore's SGD holds a per-parameter ``stat`` of 1 before its first step and 0 after: not stored, rebuilt."""
+    import mindspore as ms
+    from mindspore import nn
+
+    def sgd_after(steps):
+        net = nn.Dense(4, 3)
+        opt = nn.SGD(net.trainable_params(), learning_rate=0.1, momentum=0.9, nesterov=True)
+        grad_fn = ms.value_and_grad(lambda x: ms.ops.square(net(x)).sum(), None, opt.parameters)
+        for _ in range(steps):
+            opt(grad_fn(ms.Tensor(np.ones((2, 4), np.float32)))[1])
+        return net, opt
+
+    def stats(opt):
+        return {p.name: p.asnumpy() for p in opt.get_parameters() if p.name.startswith("stat.")}
+
+    for steps in (0, 1, 3):
+        net, opt = sgd_after(steps)
+        assert len(stats(opt)) == 2 and all((v == (1.0 if steps == 0 else 0.0)).all() for v in stats(opt).values())
+        state = ckpt_io.optimizer_params(opt, net)
+        assert "global_step" in state and not [n for n in state if n.startswith("stat.")]
+        path = str(tmp_path / f"sgd{steps}.ckpt")
+        ckpt_io.save(path, state)
+        fresh_net, fresh = sgd_after(0)
+        for p in fresh.get_parameters():
+            if p.name.startswith("stat."):
+                p.set_data(ms.Tensor(np.full(p.shape, 7.0, np.float32)))  # neither 0 nor 1: must be rebuilt
+        ckpt_io.load_optimizer(fresh, fresh_net, ckpt_io.read(path), path)
+        assert all(np.array_equal(v, stats(opt)[n]) for n, v in stats(fresh).items())
+    older = str(tmp_path / "older.ckpt")  # a checkpoint from before: its stored stat is read
+    net, opt = sgd_after(1)
+    ckpt_io.save(older, {**ckpt_io.optimizer_params(opt, net), **{p.name: p for p in opt.get_parameters()
+                                                                  if p.name.startswith("stat.")}})
+    fresh_net, fresh = sgd_after(0)
+    ckpt_io.load_optimizer(fresh, fresh_net, ckpt_io.read(older), older)
+    assert all((v == 0.0).all() for v in stats(fresh).values())

@@ -38,12 +38,19 @@ def network_params(net):
     return dict(net.parameters_and_names())
 
 
+# SGD's per-parameter ``stat`` tensors, as large as the weights, hold 1 before the optimizer's first step and 0
+# after it (MindSpore 2.10's SGD: the first step takes the gradient as its momentum, undamped): rebuilt from the
+# step counter on restore instead of stored, a third of a training checkpoint
+REBUILT_PREFIX = "stat."
+
+
 def optimizer_params(optimizer, net):
-    """The optimizer's own state (momentum buffers, step counter), not the network weights it updates nor the
-    learning rates (``learning_rate``, ``learning_rate_group_N``: the schedule, rebuilt from the config)."""
+    """The optimizer's own state that a checkpoint stores (momentum buffers, step counter), not the network
+    weights it updates, nor the learning rates (``learning_rate``, ``learning_rate_group_N``: the schedule,
+    rebuilt from the config), nor SGD's ``stat`` (rebuilt from the step counter: ``load_optimizer``)."""
     own = {id(p) for p in net.get_parameters()}
     return {p.name: p for p in optimizer.get_parameters()
-            if id(p) not in own and not p.name.startswith("learning_rate")}
+            if id(p) not in own and not p.name.startswith(("learning_rate", REBUILT_PREFIX))}
 
 
 def save(path, params, meta=None):
@@ -189,6 +196,12 @@ def load_optimizer(optimizer, net, ckpt, path=""):
             raise CheckpointError(f"checkpoint {path}: optimizer state '{name}' has shape {value.shape}, "
                                   f"expected {tuple(param.shape)}")
         param.set_data(ms.Tensor(value, param.dtype))
+    started = int(np.asarray(ckpt["global_step"].asnumpy()).reshape(-1)[0]) > 0 if "global_step" in ckpt else True
+    for param in optimizer.get_parameters():
+        if param.name.startswith(REBUILT_PREFIX):  # stored by older checkpoints: the same values
+            value = ckpt[param.name].asnumpy() if param.name in ckpt else \
+                np.full(param.shape, 0.0 if started else 1.0, np.float32)
+            param.set_data(ms.Tensor(value, param.dtype))
 
 
 def meta_value(ckpt, key, default=None):
