@@ -7,7 +7,7 @@
         --device_target Ascend
     python export.py --ckpt_file best.ckpt --arch plain20 --dataset cifar10 --file_format ONNX --quantize int8 \\
         --calib_data ../shared/data/cifar-10-batches-bin          # writes plain20.int8.onnx (README "INT8")
-    python export.py --ckpt_file best.ckpt --arch plain20 --dataset cifar10 --file_format MNN --quantize int8 \
+    python export.py --ckpt_file best.ckpt --arch plain20 --dataset cifar10 --file_format MNN --quantize int8 \\
         --calib_data ../shared/data/cifar-10-batches-bin --calib_method entropy   # plain20.int8.mnn (MNN's quantizer)
 
 The file is loaded back after writing (MindIR by MindSpore, ONNX by onnxruntime, MNN by MNN) and its logits
