@@ -12,7 +12,7 @@ per measurement):
     python bench/inference_latency.py                      # resnet50/plain50 at 224, batch 1 and 8
     python bench/inference_latency.py --quick              # batch 1, one round, mindir and ort only
     python bench/inference_latency.py --pairs resnet56:plain56 --size 32 --batches 1,32
-    python bench/inference_latency.py --pairs resnet20:plain20,resnet56:plain56 --size 32 --batches 1 \
+    python bench/inference_latency.py --pairs resnet20:plain20,resnet56:plain56 --size 32 --batches 1 \\
         --runtimes mindir,ort,mnn,mnn_int8 --threads 1,2 --output bench/results/inference_latency_mnn_cifar.json
 
 Latency: median of --runs timed calls after --warmup calls. Memory: the process's peak resident memory
