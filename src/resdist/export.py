@@ -333,10 +333,9 @@ def export_int8(cfg):
             first_conv = quantize.quantize_onnx(float_path, int8_path, calib, cfg.quant_activations,
                                                 cfg.calib_method, cfg.first_conv_weights)
             record_onnx(int8_path, {**record, RECORD_PREFIX + "quantized": "int8"})
-        check = quantize.compare_with_float(load_exported(float_path).predict, load_exported(int8_path).predict,
-                                            held_out, held_out_labels)
-        check["calib_agreement"] = quantize.compare_with_float(
-            load_exported(float_path).predict, load_exported(int8_path).predict, calib)["top1_agreement"]
+        float_predict, int8_predict = load_exported(float_path).predict, load_exported(int8_path).predict
+        check = quantize.compare_with_float(float_predict, int8_predict, held_out, held_out_labels)
+        check["calib_agreement"] = quantize.compare_with_float(float_predict, int8_predict, calib)["top1_agreement"]
         ops = graph_ops(int8_path) if cfg.file_format == "ONNX" else None
         result = {"file": path, "format": cfg.file_format, "quantized": "int8", "input_shape": shape,
                   "activations": cfg.quant_activations, "first_conv_weights": first_conv,

@@ -86,13 +86,20 @@ def read_record(path):
     return {str(k): str(v) for k, v in record.items()} if isinstance(record, dict) else {}
 
 
-def load(path, threads=1):
-    """(run(images) -> logits, input shape, output shape, record, ops) of a .mnn file, as exported.load_exported
-    wants them; MNN refuses an empty, corrupt or truncated file (its loader verifies the FlatBuffers data)."""
+def _session(path, threads):
+    """(MNN module, interpreter, session) for ``path`` on the CPU; MNN refuses an empty, corrupt or truncated
+    file (its loader verifies the FlatBuffers data)."""
     MNN = require_mnn()
     with _Quiet():
         interpreter = MNN.Interpreter(path)
         session = interpreter.createSession({"numThread": threads, "precision": "high", "backend": "CPU"})
+    return MNN, interpreter, session
+
+
+def load(path, threads=1):
+    """(run(images) -> logits, input shape, output shape, record, ops) of a .mnn file, as exported.load_exported
+    wants them."""
+    MNN, interpreter, session = _session(path, threads)
     source, sink = interpreter.getSessionInput(session), interpreter.getSessionOutput(session)
     input_shape, output_shape = list(source.getShape()), list(sink.getShape())
 
@@ -111,10 +118,7 @@ def load(path, threads=1):
 
 def session_memory_mb(path, threads=1):
     """The memory MNN's session plans for ``path`` (MB, weights included): MNN's own figure."""
-    MNN = require_mnn()
-    with _Quiet():
-        interpreter = MNN.Interpreter(path)
-        session = interpreter.createSession({"numThread": threads, "precision": "high", "backend": "CPU"})
+    _, interpreter, session = _session(path, threads)
     return float(interpreter.getSessionInfo(session, 0))
 
 
