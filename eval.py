@@ -14,7 +14,7 @@ from resdist import cli  # imports no MindSpore: the CPU kernel choice must come
 
 
 def run(cfg, cpu_note):
-    from resdist.evaluate import run_eval
+    from resdist.deploy.eval_job import run_eval
 
     run_eval(cfg, cpu_note)
 

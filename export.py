@@ -23,7 +23,7 @@ from resdist import cli  # imports no MindSpore: the CPU kernel choice must come
 
 def run(cfg, cpu_note):
     from resdist import runtime
-    from resdist.export import export
+    from resdist.deploy.export import export
 
     runtime.setup_logging()
     runtime.init_context(cfg.device_target, cfg.mode, cfg.seed, cpu_threads=cfg.cpu_threads)

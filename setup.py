@@ -29,10 +29,12 @@ setup(
         # (tested with onnx 1.23.2, onnxruntime 1.32.0)
         "quant": ["onnxruntime>=1.16", "onnx>=1.14"],
         # MNN, a mobile inference engine: `export.py --file_format MNN`, `eval.py --mnn` (tested with 3.6.1). Only its
-        # C extensions are used: its mnnconvert/mnnquant wrapper scripts phone home (src/resdist/mnn.py)
+        # C extensions are used: its mnnconvert/mnnquant wrapper scripts phone home (src/resdist/deploy/mnn.py)
         "mnn": ["MNN>=3.6,<3.7"],
         # ruff: the linter .ci/run runs before the tests (its settings: pyproject.toml)
-        "test": ["pytest>=7", "onnxruntime>=1.16", "onnx>=1.14", "MNN>=3.6,<3.7", "ruff>=0.4"],
+        "test": ["pytest>=7", "onnxruntime>=1.16", "onnx>=1.14", "MNN>=3.6,<3.7", "ruff>=0.4", "matplotlib>=3.5"],
+        # the benchmarks' and studies' plots (bench/plotting.py; tested with 3.11.2)
+        "bench": ["matplotlib>=3.5"],
         # bench/transfer.py's downstream task: the handwritten digits bundled with scikit-learn (tested with 1.9.1)
         "transfer": ["scikit-learn>=1.0"],
     },

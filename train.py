@@ -15,7 +15,7 @@ from resdist import cli  # imports no MindSpore: the CPU kernel choice must come
 
 def run(cfg, cpu_note):
     if cfg.check_only:
-        from resdist.trainer import check_inputs
+        from resdist.train.trainer import check_inputs
 
         notes = check_inputs(cfg)
         print(f"checked: {cfg.procedure} {cfg.arch} on {cfg.dataset}, run folder {cfg.output_dir}"
@@ -25,7 +25,7 @@ def run(cfg, cpu_note):
 
         run_demo(cfg, cpu_note)
     else:
-        from resdist.trainer import run_job
+        from resdist.train.trainer import run_job
 
         run_job(cfg, cpu_note)
 

@@ -24,7 +24,7 @@ def main(argv=None):
     runtime.prefer_fast_cpu_kernels()
     from resdist import checkpoint as ckpt_io
     from resdist.errors import UserError
-    from resdist.torchvision_import import convert, read_state_dict
+    from resdist.train.torchvision_import import convert, read_state_dict
 
     try:
         if os.path.exists(args.output) and not args.overwrite:

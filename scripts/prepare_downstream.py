@@ -10,7 +10,7 @@
 import argparse
 import sys
 
-from resdist.prepare import PrepareError, caltech101_splits, mit67_splits, write_image_folder
+from resdist.data.prepare import PrepareError, caltech101_splits, mit67_splits, write_image_folder
 
 
 def main(argv=None):

@@ -47,7 +47,7 @@ if [ "$DRY_RUN" = 0 ] && ! command -v converter_lite >/dev/null 2>&1; then
   exit 127
 fi
 if [ "$QUANT" = int8 ]; then
-  CONFIG=$(python -m resdist.quantize --mindir "$MODEL" --calib_dir "$CALIB_DIR" --output "$OUTPUT" ${CALIB_ARGS[@]+"${CALIB_ARGS[@]}"}) || exit $?
+  CONFIG=$(python -m resdist.deploy.quantize --mindir "$MODEL" --calib_dir "$CALIB_DIR" --output "$OUTPUT" ${CALIB_ARGS[@]+"${CALIB_ARGS[@]}"}) || exit $?
   echo "wrote $CONFIG and $OUTPUT.calibration/" >&2
   CMD+=(--configFile="$CONFIG")
 fi

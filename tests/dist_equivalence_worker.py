@@ -13,9 +13,9 @@ import mindspore as ms  # noqa: E402
 import numpy as np  # noqa: E402
 from mindspore import nn, ops  # noqa: E402
 
-from resdist.losses import CrossEntropyObjective  # noqa: E402
-from resdist.optim import create_optimizer  # noqa: E402
-from resdist.trainer import make_train_step  # noqa: E402
+from resdist.distill.objective import CrossEntropyObjective  # noqa: E402
+from resdist.train.optim import create_optimizer  # noqa: E402
+from resdist.train.trainer import make_train_step  # noqa: E402
 
 
 class Tiny(nn.Cell):

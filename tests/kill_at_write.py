@@ -11,7 +11,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import train  # noqa: E402
-from resdist import checkpoint, trainer  # noqa: E402
+from resdist import checkpoint  # noqa: E402
+from resdist.train import trainer  # noqa: E402
 
 NAME, EPOCH = sys.argv[1], int(sys.argv[2])
 

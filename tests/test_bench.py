@@ -80,7 +80,7 @@ def test_profile_of_an_rd_step_shows_the_frozen_teacher_gets_no_weight_gradient(
 
 def test_liveness_walk_on_a_hand_computed_network():
     """image -> c1 -> c2 (+ image) -> add; every tensor 1x2x2x2 float32 = 32 bytes."""
-    from resdist import memory as mm
+    from resdist.deploy import memory as mm
 
     shape = (1, 2, 2, 2)
     residual = [mm.Op("c1", ["image"], "c1", shape, 10), mm.Op("c2", ["c1"], "c2", shape, 10),
@@ -95,7 +95,7 @@ def test_liveness_walk_on_a_hand_computed_network():
 
 
 def test_graph_of_a_real_network_has_its_shortcuts():
-    from resdist import memory as mm
+    from resdist.deploy import memory as mm
     from resdist.models import create_model
 
     r20 = mm.analyse(create_model("resnet20", num_classes=10), 1, 32)

@@ -4,7 +4,8 @@ import sys
 import pytest
 from conftest import ROOT
 
-from resdist.config import ConfigError, parse_args
+from resdist.config import parse_args
+from resdist.errors import ConfigError
 
 
 def _yaml(tmp_path, text):

@@ -42,7 +42,7 @@ def test_cifar10_train_split_excludes_validation_and_is_sharded(cifar10_dir):
 
 
 def test_fraction_holdout_is_fixed_and_disjoint():
-    from resdist.data import _holdout_indices
+    from resdist.data.datasets import _holdout_indices
 
     train, val = _holdout_indices("0.1", 50000)
     train2, val2 = _holdout_indices("0.1", 50000)
@@ -64,8 +64,8 @@ def test_image_folder_reads_jpegs_with_shared_class_indexing(jpeg_dir):
 def test_an_image_folders_files_are_listed_once_while_it_is_unchanged(made_jpegs, tmp_path, monkeypatch):
     """check_dataset, the training and the validation pipelines all ask for the class listing; the files of a
     class folder are listed once (ImageNet: 1.28M files), and again only after a file was added to it."""
-    from resdist import data
     from resdist.data import check_dataset
+    from resdist.data import datasets as data
 
     folder = tmp_path / "jpegs"
     shutil.copytree(made_jpegs, folder)

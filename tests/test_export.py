@@ -11,8 +11,8 @@ import pytest
 import eval as eval_script
 import export as export_script
 from resdist import checkpoint as ckpt_io
-from resdist.exported import graph_ops, load_exported
-from resdist.fold import fold_batchnorm
+from resdist.deploy.exported import graph_ops, load_exported
+from resdist.deploy.fold import fold_batchnorm
 from resdist.models import create_model
 
 

@@ -1,5 +1,5 @@
 """Bad input and faults: one readable error line, exit status 2, nothing half-written, no result overwritten.
-Each case here is a row of README's "Bad input" table."""
+Each case here is a row of the bad-input table in docs/errors.md."""
 import json
 import os
 import shutil

@@ -106,9 +106,9 @@ def test_dirac_from_a_pretrained_network_starts_at_that_network(pretrained, tmp_
 
 
 def test_backbone_lr_scale_reaches_the_optimizer_groups():
-    from resdist.finetune import backbone_parameters
     from resdist.models import create_model
-    from resdist.optim import create_optimizer
+    from resdist.train.finetune import backbone_parameters
+    from resdist.train.optim import create_optimizer
 
     net = create_model("plain8")
     lrs = np.arange(1, 5, dtype=np.float32) / 10  # a per-step schedule: 0.1 .. 0.4

@@ -137,7 +137,7 @@ def test_the_card_accuracy_is_what_eval_measures_on_real_data(path, real_cifar10
 
     import eval as eval_script
     from resdist.data import create_dataset
-    from resdist.exported import load_exported
+    from resdist.deploy.exported import load_exported
 
     header = yaml.safe_load(open(path, encoding="utf-8").read().split("---")[1])
     assert "data_batch_5" in open(path, encoding="utf-8").read()

@@ -33,7 +33,7 @@ def exported(tmp_path_factory):
 
 
 def test_an_mnn_export_runs_in_mnn_as_the_checkpoint_does(exported, capsys):
-    from resdist.exported import load_exported
+    from resdist.deploy.exported import load_exported
 
     ckpt, path, folder = exported
     assert sorted(os.listdir(folder)) == ["best.ckpt", "p8.mnn"]  # no ONNX or staging left beside it
@@ -113,7 +113,7 @@ def test_a_conversion_installs_nothing_and_imports_no_telemetry(exported, tmp_pa
         (fake_bin / name).write_text(f"#!/bin/sh\necho \"$@\" >> {marker}\n")
         (fake_bin / name).chmod(0o755)
     code = ("import sys, json\n"
-            "from resdist import mnn\n"
+            "from resdist.deploy import mnn\n"
             f"mnn.convert_onnx({str(tmp_path / 'm.onnx')!r}, {str(tmp_path / 'm.mnn')!r}, "
             "{'resdist.arch': 'plain8'})\n"
             "print(json.dumps(sorted(m for m in sys.modules if 'aliyun' in m.lower() or m.startswith('MNN.tools'))))\n")
@@ -125,7 +125,7 @@ def test_a_conversion_installs_nothing_and_imports_no_telemetry(exported, tmp_pa
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout.strip().splitlines()[-1]) == []
     assert not marker.exists()
-    from resdist.mnn import read_record
+    from resdist.deploy.mnn import read_record
 
     assert read_record(str(tmp_path / "m.mnn")) == {"resdist.arch": "plain8"}
 
@@ -146,7 +146,7 @@ def test_an_int8_mnn_export_is_checked_on_held_out_images_and_keeps_its_record(e
     assert os.listdir(tmp_path) == ["p8.int8.mnn"]  # no float model, PNGs or config left
     assert "(INT8 MNN: MNN's own quantizer, entropy calibration on 64 images of the train split" in printed
     assert "compared with the float model on 64 images of the val/ folder (held out from calibration)" in printed
-    from resdist.mnn import read_record
+    from resdist.deploy.mnn import read_record
 
     assert read_record(path)["resdist.arch"] == "plain8"
     result = str(tmp_path / "eval.json")

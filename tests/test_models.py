@@ -192,8 +192,9 @@ def student_registered_under_another_name():
 
 def test_identity_comes_from_the_registry_not_the_name(student_registered_under_another_name):
     from resdist.build import build_network, identity
-    from resdist.config import Config, ConfigError
-    from resdist.trainer import check_procedure, teacher_arch
+    from resdist.config import Config
+    from resdist.errors import ConfigError
+    from resdist.train.trainer import check_procedure, teacher_arch
 
     cfg = Config(arch="slim20", procedure="rd", teacher_arch="auto", plain_variant="keep_downsample",
                  stem="auto", dataset="cifar10")

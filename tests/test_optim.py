@@ -1,7 +1,7 @@
 import numpy as np
 
 from resdist.models import create_model
-from resdist.optim import create_optimizer, lr_per_step
+from resdist.train.optim import create_optimizer, lr_per_step
 
 
 def test_step_schedule_with_warmup():

@@ -5,11 +5,11 @@ import mindspore as ms
 import numpy as np
 import pytest
 
+from resdist.distill.builder import make_objective
 from resdist.models import create_model
-from resdist.objectives import make_objective
-from resdist.optim import create_optimizer
 from resdist.precision import apply_precision
-from resdist.trainer import make_train_step
+from resdist.train.optim import create_optimizer
+from resdist.train.trainer import make_train_step
 
 
 def _objective(procedure, seed=0):

@@ -13,9 +13,9 @@ from test_export import _refused, _save, _trained_looking
 import eval as eval_script
 import export as export_script
 from resdist.data import create_dataset
-from resdist.exported import graph_ops
+from resdist.deploy.exported import graph_ops
+from resdist.deploy.quantize import calibration_images
 from resdist.models import create_model
-from resdist.quantize import calibration_images
 
 
 @pytest.fixture(scope="module")
@@ -112,9 +112,9 @@ def test_int8_from_a_float_onnx_file_with_int8_activations_and_already_quantized
 ])
 def test_an_int8_model_that_fails_its_check_is_not_written(plain8_ckpt, made_jpegs, tmp_path, capsys, monkeypatch,
                                                           first_conv_weights, hint):
-    import resdist.quantize
+    import resdist.deploy.quantize
 
-    monkeypatch.setattr(resdist.quantize, "MIN_TOP1_AGREEMENT", 1.01)  # no model can pass: the refusal path
+    monkeypatch.setattr(resdist.deploy.quantize, "MIN_TOP1_AGREEMENT", 1.01)  # no model can pass: the refusal path
     assert export_script.main(_int8_argv(plain8_ckpt, tmp_path / "p8", made_jpegs, "--first_conv_weights",
                                          first_conv_weights)) == 2
     err = capsys.readouterr().err.strip()
@@ -195,7 +195,7 @@ def test_lite_full_quant_writes_calibration_files_and_config(made_jpegs, tmp_pat
     images, _ = calibration_images("imagefolder", made_jpegs, [1, 3, 32, 32], 10, 30)
     first = np.fromfile(tmp_path / "lite.calibration" / "00000.bin", np.float32)
     assert np.array_equal(first, images[0].transpose(1, 2, 0).ravel())  # NHWC buffer of the first image
-    from resdist.quantize import main as quantize_main  # NCHW files, as Ascend's AMCT reads them
+    from resdist.deploy.quantize import main as quantize_main  # NCHW files, as Ascend's AMCT reads them
 
     assert quantize_main(["--mindir", str(model), "--calib_dir", made_jpegs, "--output", str(tmp_path / "amct"),
                           "--calib_size", "30", "--layout", "nchw"]) == 0
@@ -234,7 +234,7 @@ def test_lite_full_quant_refusals_leave_nothing(made_jpegs, tmp_path):
 
 
 def test_calibration_batches_fill_the_models_fixed_batch():
-    from resdist.quantize import _Batches
+    from resdist.deploy.quantize import _Batches
 
     images = np.arange(3 * 2, dtype=np.float32).reshape(3, 2)
     reader = _Batches(images, 8, "x")  # fewer images than one batch: repeated to fill it
@@ -250,7 +250,7 @@ def test_the_first_convolution_is_the_one_reading_the_input():
     through another op has none, and then nothing is overridden."""
     from onnx import TensorProto, helper
 
-    from resdist.quantize import first_conv_weight
+    from resdist.deploy.quantize import first_conv_weight
 
     def graph(nodes):
         weights = [helper.make_tensor(name, TensorProto.FLOAT, [4, 3, 3, 3], [0.0] * 108) for name in ("w1", "w2")]

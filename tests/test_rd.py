@@ -9,13 +9,14 @@ import pytest
 from mindspore import nn, ops
 
 from resdist import checkpoint as ckpt_io
-from resdist.distill import KnowledgeDistillation, bn_margin, eta_at, partial_l2
-from resdist.losses import CrossEntropyObjective
+from resdist.distill.feature import bn_margin, partial_l2
+from resdist.distill.kd import KnowledgeDistillation
+from resdist.distill.objective import CrossEntropyObjective
+from resdist.distill.rd import ResidualDistillation, eta_at
 from resdist.models import create_model
 from resdist.models.dirac import DiracConv2d, apply_dirac, deployable_params
-from resdist.optim import create_optimizer, lr_per_step
-from resdist.rd import ResidualDistillation
-from resdist.trainer import make_train_step
+from resdist.train.optim import create_optimizer, lr_per_step
+from resdist.train.trainer import make_train_step
 
 
 def _batch(n=8, classes=10, seed=0):
@@ -318,8 +319,8 @@ def test_released_code_variants():
 
 
 def test_make_objective_builds_each_procedure_and_only_rd_has_an_eta_schedule():
-    from resdist.losses import Objective
-    from resdist.objectives import make_objective
+    from resdist.distill.builder import make_objective
+    from resdist.distill.objective import Objective
 
     student, teacher = create_model("plain20", num_classes=10), create_model("resnet20", num_classes=10)
     built = {p: make_objective(p, student, teacher, eta_min=0.5, eta_epochs=4)
@@ -346,8 +347,8 @@ def test_a_dirac_rd_student_trains_exports_plain_and_scores_the_same_everywhere(
     import export as export_script
     import train as train_script
     from resdist.config import parse_args
-    from resdist.exported import graph_ops, load_exported
-    from resdist.trainer import check_inputs, setup_run
+    from resdist.deploy.exported import graph_ops, load_exported
+    from resdist.train.trainer import check_inputs, setup_run
 
     teacher = str(tmp_path / "teacher.ckpt")
     ckpt_io.save(teacher, ckpt_io.network_params(_pair(depth=8)[1]), ckpt_io.network_identity("resnet8"))

@@ -82,9 +82,31 @@ def package_imports():
     return {m: {d for d in deps if d in graph and d != m} for m, deps in graph.items()}
 
 
-def test_package_imports_have_no_cycle_and_models_stand_alone():
+# The package's layers, bottom first. A module may import its own group and groups of lower layers; groups of one
+# layer are siblings and never import each other (training and deployment share what sits below both).
+LAYERS = [
+    {"base": ("resdist", "resdist.errors", "resdist.fsutil", "resdist.precision", "resdist.runtime")},
+    {"models": ("resdist.models",), "data": ("resdist.data",)},
+    {"shared": ("resdist.checkpoint", "resdist.build", "resdist.evaluate")},
+    {"distill": ("resdist.distill",)},
+    {"config": ("resdist.config",)},
+    {"train": ("resdist.train",), "deploy": ("resdist.deploy",)},
+    {"entry": ("resdist.cli", "resdist.demo")},
+]
+
+
+def layer_of(module):
+    """(layer index, group name) of a module: the longest listed prefix that is it or a package holding it."""
+    found = [(len(prefix), rank, group) for rank, groups in enumerate(LAYERS) for group, prefixes in groups.items()
+             for prefix in prefixes if module == prefix or module.startswith(prefix + ".") and prefix != "resdist"]
+    assert found, f"{module} is in no layer: add it to LAYERS in tests/test_repo.py"
+    return max(found)[1:]
+
+
+def test_package_imports_have_no_cycle_and_follow_the_layers():
     graph = package_imports()
-    assert {"resdist.trainer", "resdist.rd", "resdist.models.resnet"} <= set(graph)  # the reader found the package
+    assert {"resdist.train.trainer", "resdist.distill.rd", "resdist.models.resnet",
+            "resdist.deploy.export"} <= set(graph)  # the reader found the package
     state = {}
 
     def visit(module, path):
@@ -98,9 +120,20 @@ def test_package_imports_have_no_cycle_and_models_stand_alone():
     for module in sorted(graph):
         if module not in state:
             visit(module, [module])
-    # the networks are the bottom layer: usable with no training, export or config code
-    outside = {m: sorted(d for d in deps if not d.startswith("resdist.models")) for m, deps in graph.items()
-               if m.startswith("resdist.models")}
-    assert not any(outside.values()), outside
-    # the entry layer (demo, command-line helpers) is imported by nothing in the package
-    assert not [m for m, deps in graph.items() if deps & {"resdist.demo", "resdist.cli"}]
+    upward = []
+    for module, deps in graph.items():
+        rank, group = layer_of(module)
+        for dep in deps:
+            dep_rank, dep_group = layer_of(dep)
+            if dep_group != group and dep_rank >= rank:
+                upward.append(f"{module} ({group}) imports {dep} ({dep_group})")
+    assert not upward, upward
+    # the networks stand alone: usable with no training, export or config code
+    assert not [(m, d) for m, deps in graph.items() if m.startswith("resdist.models") for d in deps
+                if not d.startswith("resdist.models")]
+
+
+def test_the_layer_rule_catches_an_upward_import():
+    assert layer_of("resdist.train.trainer") == (5, "train") and layer_of("resdist.errors") == (0, "base")
+    assert layer_of("resdist.deploy") == (5, "deploy") and layer_of("resdist.distill.rd") == (3, "distill")
+    assert layer_of("resdist.evaluate")[0] < layer_of("resdist.train.trainer")[0]

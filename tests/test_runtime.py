@@ -18,10 +18,10 @@ runtime.prefer_fast_cpu_kernels()
 runtime.prefer_blocking_host_dispatch("CPU")
 import numpy as np
 import mindspore as ms
-from resdist.losses import CrossEntropyObjective
+from resdist.distill.objective import CrossEntropyObjective
 from resdist.models import create_model
-from resdist.optim import create_optimizer, lr_per_step
-from resdist.trainer import make_train_step
+from resdist.train.optim import create_optimizer, lr_per_step
+from resdist.train.trainer import make_train_step
 runtime.init_context("CPU", "graph", seed=0)
 objective = CrossEntropyObjective(create_model("plain8", num_classes=2))
 objective.set_train(True)

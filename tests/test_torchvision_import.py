@@ -10,7 +10,7 @@ from conftest import ROOT
 
 from resdist import checkpoint as ckpt_io
 from resdist.models import create_model
-from resdist.torchvision_import import convert, rename
+from resdist.train.torchvision_import import convert, rename
 
 LAYOUT = {"resnet18": ("basic", (2, 2, 2, 2)), "resnet50": ("bottleneck", (3, 4, 6, 3))}
 
@@ -124,7 +124,7 @@ def test_converted_network_gives_pytorchs_logits(tmp_path):
     state = torchvision_state("resnet18", num_classes=10)
     pth = tmp_path / "r18.pth"
     torch.save({k: torch.tensor(v) for k, v in state.items()}, pth)
-    from resdist.torchvision_import import read_state_dict
+    from resdist.train.torchvision_import import read_state_dict
 
     net = convert(read_state_dict(str(pth)), "resnet18")
     net.set_train(False)
@@ -135,7 +135,7 @@ def test_converted_network_gives_pytorchs_logits(tmp_path):
 
 def test_a_pth_carrying_code_is_refused(tmp_path):
     torch = pytest.importorskip("torch", reason="PyTorch is not installed")
-    from resdist.torchvision_import import read_state_dict
+    from resdist.train.torchvision_import import read_state_dict
 
     pth = tmp_path / "evil.pth"
     torch.save({"fc.weight": torch.zeros(2, 2), "hook": subprocess.Popen}, pth)  # a pickled callable

@@ -290,7 +290,7 @@ def test_metrics_summary_has_the_final_and_the_best_epoch(trained_run, tmp_path)
 
 
 def test_time_left_reads_as_a_person_would():
-    from resdist.trainer import format_duration
+    from resdist.train.trainer import format_duration
 
     assert [format_duration(s) for s in (12.4, 250, 3 * 3600 + 330, 59.6)] == \
         ["12 s", "4 min 10 s", "3 h 05 min", "1 min 00 s"]

@@ -10,8 +10,9 @@ import pytest
 
 import train as train_script
 from resdist import checkpoint as ckpt_io
-from resdist import trainer
-from resdist.config import Config, ConfigError
+from resdist.config import Config
+from resdist.errors import ConfigError
+from resdist.train import trainer
 
 STEPS = 10  # 320 synthetic images, batch 32
 TINY = ["--arch", "resnet8", "--synthetic_train_size", "320", "--synthetic_val_size", "32", "--batch_size", "32",

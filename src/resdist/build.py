@@ -1,7 +1,4 @@
 """Glue between a Config and the library: networks and data sets built the same way by train and eval."""
-import json
-import os
-
 from .checkpoint import network_identity
 from .data import create_dataset, native_image_size
 from .models import create_model, model_info
@@ -42,19 +39,3 @@ def build_dataset(cfg, split, rank=0, group_size=1, batch_size=None):
         train_subset=cfg.train_subset,
         # training-only keys (an eval config has none): create_dataset's defaults are the options' defaults
         **{key: cfg[key] for key in ("hflip", "crop_scale_min") if key in cfg})
-
-
-def write_json(path, obj):
-    """Write JSON atomically (temporary file, then rename)."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.partial"
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=2, sort_keys=True)
-            f.write("\n")
-        os.replace(tmp, path)
-    except OSError as exc:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise OSError(f"could not write {path} ({exc.strerror or exc}); is the disk full or the folder "
-                      f"read-only? The previous version, if any, is kept") from None

@@ -10,6 +10,7 @@ import os
 import numpy as np
 
 from .errors import UserError
+from .fsutil import staging_name
 
 OPTIMIZER_PREFIXES = ("moments.", "accum.", "stat.", "global_step", "momentum", "learning_rate")
 # numbers saved with the weights by the trainer; steps_per_epoch and schedule_epochs let a resume refuse a
@@ -64,7 +65,7 @@ def stage(path, params, meta=None):
     ``path`` to publish it (until then a kill leaves only a file ``remove_partial_files`` clears)."""
     import mindspore as ms
 
-    tmp = f"{path}.{os.getpid()}{PARTIAL_MARK}ckpt"  # MindSpore itself writes <tmp minus .ckpt>.tmp first
+    tmp = staging_name(path, PARTIAL_MARK + "ckpt")  # MindSpore itself writes <tmp minus .ckpt>.tmp first
     entries = [{"name": name, "data": value} for name, value in params.items()]
     try:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)

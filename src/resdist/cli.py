@@ -11,8 +11,8 @@ def run_entry_point(scope, doc, body, argv=None):
 
     ``cpu_note`` says which CPU runtime settings were made (for the log)."""
     isa_note = runtime.prefer_fast_cpu_kernels()  # before anything imports MindSpore
-    from .config import ConfigError, parse_args
-    from .errors import UserError
+    from .config import parse_args
+    from .errors import ConfigError, UserError
 
     try:
         cfg, args = parse_args(argv, scope, doc.strip())

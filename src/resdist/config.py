@@ -13,12 +13,8 @@ from dataclasses import dataclass
 
 import yaml
 
-from .errors import UserError
-
-
-class ConfigError(UserError, ValueError):
-    """A config file or command-line value is wrong; the message names the key and the fix."""
-
+from .distill import PROCEDURES
+from .errors import ConfigError
 
 _SHOWN = reprlib.Repr()
 _SHOWN.maxlevel, _SHOWN.maxlist, _SHOWN.maxdict, _SHOWN.maxstring, _SHOWN.maxother = 2, 4, 4, 60, 60
@@ -88,7 +84,6 @@ class Option:
 
 
 DEVICES = ("CPU", "GPU", "Ascend")
-PROCEDURES = ("teacher", "plain", "kd", "fd", "rd")
 
 OPTIONS = [
     # what to train

@@ -9,7 +9,7 @@ import os
 import time
 
 from .config import Config
-from .trainer import run_job
+from .train.trainer import run_job
 
 STEPS = [  # (name, what, changes to the config)
     ("teacher", "ResNet-20 teacher (with shortcuts)", {"arch": "resnet20", "procedure": "teacher"}),

@@ -6,5 +6,9 @@ class UserError(Exception):
     """A problem with the user's input or run; the message names it and the fix."""
 
 
+class ConfigError(UserError, ValueError):
+    """A config file or command-line value is wrong; the message names the key and the fix."""
+
+
 class TrainingError(UserError):
     """A run that cannot go on (e.g. its loss or weights became non-finite); the message says what is kept."""

@@ -56,6 +56,35 @@ def prefer_blocking_host_dispatch(device_target):
 NUMPY_ABI_NOTICE = "compiled using NumPy 1.x"
 
 
+class CapturedOutput:
+    """``with CapturedOutput(fd) as out:`` keeps what the block writes to file descriptor ``fd`` (1: stdout,
+    2: stderr), C and C++ code included, and to the matching ``sys`` stream; ``out.text`` after the block. For
+    native libraries that print to the process's streams (MNN's progress, MindSpore's NumPy notice)."""
+
+    def __init__(self, fd):
+        self.fd, self.name, self.text = fd, {1: "stdout", 2: "stderr"}[fd], ""
+
+    def __enter__(self):
+        import io
+        import tempfile
+
+        getattr(sys, self.name).flush()
+        self.saved_fd, self.saved_stream = os.dup(self.fd), getattr(sys, self.name)
+        self.file = tempfile.TemporaryFile()
+        os.dup2(self.file.fileno(), self.fd)
+        setattr(sys, self.name, io.StringIO())
+        return self
+
+    def __exit__(self, *exc):
+        text = getattr(sys, self.name).getvalue()
+        setattr(sys, self.name, self.saved_stream)
+        os.dup2(self.saved_fd, self.fd)
+        os.close(self.saved_fd)
+        self.file.seek(0)
+        self.text = text + self.file.read().decode("utf-8", "replace")
+        self.file.close()
+
+
 def absorb_numpy_abi_notice():
     """MindSpore 2.10's C++ front end is built against NumPy 1.x. Under NumPy 2 its first eager operation on a
     Parameter asks NumPy for the 1.x C API; NumPy refuses by printing a notice with two "Traceback" headers to
@@ -65,26 +94,12 @@ def absorb_numpy_abi_notice():
     init_context, after the device is chosen (no operation may run before)."""
     if int(np.__version__.split(".")[0]) < 2:
         return ""
-    import io
-    import tempfile
-
     import mindspore as ms
 
-    sys.stderr.flush()
-    saved_fd, saved_stream = os.dup(2), sys.stderr
-    with tempfile.TemporaryFile() as captured:
-        os.dup2(captured.fileno(), 2)  # MindSpore's own log line and the C++ error print
-        sys.stderr = io.StringIO()      # NumPy's message (written from Python)
-        try:
-            probe = ms.Parameter(ms.Tensor(np.ones(1, np.float32)), name="numpy_abi_probe")
-            (probe.reshape(-1, 1) * 2.0).asnumpy()
-        finally:
-            text = sys.stderr.getvalue()
-            sys.stderr = saved_stream
-            os.dup2(saved_fd, 2)
-            os.close(saved_fd)
-        captured.seek(0)
-        text += captured.read().decode("utf-8", "replace")
+    with CapturedOutput(2) as captured:  # MindSpore's log line and C++ print (fd 2), NumPy's message (sys.stderr)
+        probe = ms.Parameter(ms.Tensor(np.ones(1, np.float32)), name="numpy_abi_probe")
+        (probe.reshape(-1, 1) * 2.0).asnumpy()
+    text = captured.text
     if NUMPY_ABI_NOTICE not in text:
         sys.stderr.write(text)
         return ""
@@ -152,7 +167,7 @@ def init_context(device_target="CPU", mode="graph", seed=0, distribute=False, cp
         else:
             ms.set_device(device_target, device_id)
     except RuntimeError as exc:
-        from .config import ConfigError
+        from .errors import ConfigError
 
         raise ConfigError(f"device_target={device_target} is not available in this MindSpore build "
                           f"({str(exc).splitlines()[0][:160]}); install the MindSpore build for {device_target} "

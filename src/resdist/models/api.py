@@ -3,7 +3,7 @@ implementation). To add an architecture (say a VGG-style plain network and its r
 stages -> head with these members, give each unit with convolutions a ``CONV_BN_PAIRS`` tuple of its
 (convolution, BatchNorm) attribute names (and make the blocks ``models.resnet.Block`` subclasses if Dirac
 parametrisation should reach them), then register the factories with ``register_model(fn, residual=...,
-family=..., teacher=...)``. The RD step (``rd.py``) uses only the stage members below."""
+family=..., teacher=...)``. The RD step (``distill/rd.py``) uses only the stage members below."""
 from typing import Protocol, runtime_checkable
 
 

@@ -8,12 +8,11 @@ of training images per class (30), drawn with a seed, the rest for testing, ``BA
 """
 import os
 import re
-import shutil
 
 import numpy as np
 
-from .errors import UserError
-from .fsutil import remove_abandoned
+from ..errors import UserError
+from ..fsutil import published, remove_abandoned
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
@@ -92,14 +91,10 @@ def write_image_folder(splits, output):
         if missing:
             raise PrepareError(f"classes {', '.join(missing[:5])} have no {split} image: the split would leave "
                                f"them empty")
-    staging = f"{output}.{os.getpid()}.partial"
-    try:
+    with published(output) as staging:
         for split, entries in splits.items():
             for c, image in entries:
                 folder = os.path.join(staging, split, c)
                 os.makedirs(folder, exist_ok=True)
                 os.symlink(image, os.path.join(folder, os.path.basename(image)))
-        os.replace(staging, output)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return {split: len(entries) for split, entries in splits.items()}, len(classes["train"])

@@ -21,14 +21,13 @@ import tempfile
 
 import numpy as np
 
-from . import checkpoint as ckpt_io
-from .build import build_network, identity
-from .config import ConfigError
-from .data import native_image_size
-from .errors import UserError
+from .. import checkpoint as ckpt_io
+from ..build import build_network, identity
+from ..data import native_image_size
+from ..errors import ConfigError, UserError
+from ..fsutil import remove_abandoned
 from .exported import RECORD_PREFIX, graph_ops, load_exported
 from .fold import fold_batchnorm
-from .fsutil import remove_abandoned
 
 logger = logging.getLogger("resdist")
 SUFFIX = {"MINDIR": ".mindir", "ONNX": ".onnx", "MNN": ".mnn", "AIR": ".air"}
@@ -272,7 +271,7 @@ def export(cfg):
 
 
 def export_int8(cfg):
-    """An INT8 ONNX model (``resdist.quantize``) of ``ckpt_file``, or of the float ONNX file ``onnx_file``,
+    """An INT8 ONNX model (``deploy.quantize``) of ``ckpt_file``, or of the float ONNX file ``onnx_file``,
     calibrated on ``calib_data``'s training split; written only once it agrees with the float model
     (MIN_TOP1_AGREEMENT) on as many held-out images of its validation split."""
     from . import quantize
@@ -297,7 +296,7 @@ def export_int8(cfg):
     if not cfg.calib_data:
         raise ConfigError("--quantize int8 needs calibration images: pass --calib_data DIR, the training data set "
                           "folder (with --dataset cifar10|cifar100|imagefolder)")
-    from .data import check_dataset
+    from ..data import check_dataset
 
     try:  # before anything is exported
         check_dataset(cfg.dataset, cfg.calib_data, cfg.val_split)
@@ -318,8 +317,8 @@ def export_int8(cfg):
     with _Staging(path) as staging:
         float_path, float_check = cfg.onnx_file, None
         if cfg.file_format == "MNN":
+            from ..data import normalisation
             from . import mnn
-            from .data import normalisation
 
             float_path, float_check = _write_mnn(deployed, images, reference, staging, record)
             int8_path = os.path.join(staging.folder, "model.int8.mnn")

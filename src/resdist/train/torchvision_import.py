@@ -19,7 +19,7 @@ import zipfile
 
 import numpy as np
 
-from .checkpoint import CheckpointError
+from ..checkpoint import CheckpointError
 
 BN_NAMES = {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean", "running_var": "moving_variance"}
 ARCHS = ("resnet18", "resnet34", "resnet50")
@@ -90,7 +90,7 @@ def _numeric(path, state):
 def convert(state, arch):
     """A network ``arch`` (ImageNet stem, classes from the state dict) loaded with a torchvision state dict.
     Every parameter of the network must be matched, with its shape."""
-    from .models import create_model
+    from ..models import create_model
 
     if arch not in ARCHS:
         raise CheckpointError(f"torchvision conversion covers {', '.join(ARCHS)}, not {arch}")

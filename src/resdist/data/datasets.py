@@ -25,7 +25,7 @@ import re
 
 import numpy as np
 
-from .errors import UserError
+from ..errors import UserError
 
 CIFAR10_RECORD = 1 + 32 * 32 * 3
 CIFAR100_RECORD = 2 + 32 * 32 * 3

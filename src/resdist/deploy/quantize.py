@@ -31,7 +31,8 @@ import re
 
 import numpy as np
 
-from .config import ConfigError
+from ..errors import ConfigError
+from ..fsutil import published
 
 OPSET = 13
 # The INT8 model passes its after-write check when its top-1 class agrees with the float model's on at least this
@@ -85,7 +86,7 @@ def calibration_images(dataset, data_path, shape, num_classes, calib_size, val_s
                        num_parallel_workers=2):
     """``calib_size`` images of the data set's training split (the evaluation transform, so preprocessed exactly
     as at inference), as one float32 NCHW array, checked against the model's input ``shape`` and classes."""
-    from .data import DatasetError, checked, create_dataset, dataset_num_classes, native_image_size
+    from ..data import DatasetError, checked, create_dataset, dataset_num_classes, native_image_size
 
     what = f"calibration data ({dataset} {data_path or '(generated)'})"
     height, width = shape[2], shape[3]
@@ -162,7 +163,7 @@ def held_out_images(dataset, data_path, shape, count, val_split="auto", num_para
     """The first ``count`` images of the data set's validation split (never calibration images: those come from
     the training split), with their labels and the split's description: where an INT8 model is checked, so that
     its check is not flattered by the very images its ranges were fitted to."""
-    from .data import DatasetError, checked, create_dataset
+    from ..data import DatasetError, checked, create_dataset
 
     what = f"held-out check images ({dataset} {data_path or '(generated)'})"
     try:
@@ -235,9 +236,8 @@ def prepare_lite_full_quant(mindir, calib_dir, output, dataset="", calib_size=51
     """The files ``converter_lite --configFile`` needs for a full-quantization INT8 ``.ms`` of ``mindir``:
     ``<output>.calibration/`` (one .bin a calibration image) and ``<output>.full_quant.cfg``. Both are made anew
     each time (written aside, then renamed into place). Returns the config file's path."""
-    import shutil
 
-    from .data import guess_dataset
+    from ..data import guess_dataset
     from .exported import mindir_io
 
     if not os.path.isfile(mindir):
@@ -266,29 +266,20 @@ def prepare_lite_full_quant(mindir, calib_dir, output, dataset="", calib_size=51
                               f"{', ...' if len(foreign) > 3 else ''}); it would be replaced: move it, or choose "
                               f"another output name")
     images, _ = calibration_images(dataset, calib_dir, shape, num_classes, calib_size, val_split)
-    staging = f"{output}.{os.getpid()}.partial"
-    try:
+    with published(config) as config_staging, published(folder, replace_folder=True) as staging:
         write_calibration_bins(images, staging, layout)
-        with open(staging + ".cfg", "w", encoding="utf-8") as f:
+        with open(config_staging, "w", encoding="utf-8") as f:
             # converter_lite names a MindIR input by its parameter (the part after the graph's "scope:" prefix)
             f.write(lite_config(input_name.rsplit(":", 1)[-1], folder, len(images), method))
-        if os.path.isdir(folder):
-            shutil.rmtree(folder)
-        os.replace(staging, folder)
-        os.replace(staging + ".cfg", config)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-        if os.path.exists(staging + ".cfg"):
-            os.remove(staging + ".cfg")
     return config
 
 
 def main(argv=None):
-    """``python -m resdist.quantize``: what scripts/run_convert_lite.sh --quant int8 runs before converter_lite."""
+    """``python -m resdist.deploy.quantize``: what run_convert_lite.sh --quant int8 runs before converter_lite."""
     import argparse
     import sys
 
-    from .errors import UserError
+    from ..errors import UserError
 
     parser = argparse.ArgumentParser(description="Write MindSpore Lite's full-quantization (INT8) calibration "
                                                  "files and configuration for a MindIR model.")

@@ -10,8 +10,9 @@ import time
 
 import yaml
 
-from . import checkpoint as ckpt_io
-from .config import RESUME_MAY_CHANGE, ConfigError, options_for
+from .. import checkpoint as ckpt_io
+from ..config import RESUME_MAY_CHANGE, options_for
+from ..errors import ConfigError
 
 RUN_LOCK = ".train.lock"
 

@@ -20,14 +20,24 @@ A frozen residual teacher and a trainable plain student sit in one Cell. For eac
 With no injection points and lambda > 0 this is feature distillation alone (the ``fd`` baseline).
 Only the student is deployed.
 """
+import math
+
 import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
 
-from .distill import Connector, eta_at, freeze, margin_tensor, partial_l2
-from .losses import Objective
-from .precision import to_loss_dtype
+from ..precision import to_loss_dtype
+from .feature import Connector, margin_tensor, partial_l2
+from .objective import Objective, freeze
 
 VARIANTS = ("paper", "ta", "joint")
+
+
+
+def eta_at(epoch, eta_min=0.5, eta_epochs=60):
+    """Weight of the mixed-path losses at ``epoch`` (from 0): cosine from 1 to eta_min over eta_epochs."""
+    if epoch >= eta_epochs:
+        return float(eta_min)
+    return eta_min + (1.0 - eta_min) * (1.0 + math.cos(math.pi * epoch / eta_epochs)) / 2.0
 
 
 class ResidualDistillation(Objective):

@@ -1,10 +1,8 @@
-"""``make_objective``: the one place a procedure name becomes a training objective (``losses.Objective``)."""
-from .config import PROCEDURES
-from .distill import KnowledgeDistillation
-from .losses import CrossEntropyObjective
+"""``make_objective``: the one place a procedure name becomes a training objective (``objective.Objective``)."""
+from . import PROCEDURES
+from .kd import KnowledgeDistillation
+from .objective import CrossEntropyObjective
 from .rd import ResidualDistillation
-
-WITH_TEACHER = ("kd", "fd", "rd")  # the procedures that distil from a frozen teacher
 
 
 def make_objective(procedure, student, teacher=None, *, kd_alpha=0.9, kd_temperature=4.0, injection_points=None,

@@ -14,34 +14,17 @@ import json
 import os
 import struct
 import sys
-import tempfile
 
-from .config import ConfigError
+from ..errors import ConfigError
+from ..runtime import CapturedOutput
 
 INSTALL = "pip install -e '.[mnn]'"
-
-
-class _Quiet:
-    """MNN's C++ code prints progress to the process's stdout (file descriptor 1): kept for the log instead."""
-
-    def __enter__(self):
-        sys.stdout.flush()
-        self.saved, self.captured = os.dup(1), tempfile.TemporaryFile()
-        os.dup2(self.captured.fileno(), 1)
-        return self
-
-    def __exit__(self, *exc):
-        os.dup2(self.saved, 1)
-        os.close(self.saved)
-        self.captured.seek(0)
-        self.text = self.captured.read().decode("utf-8", "replace")
-        self.captured.close()
 
 
 def require_mnn():
     """MNN's runtime module; a clear error where the optional extra is not installed."""
     try:
-        with _Quiet():  # its import prints the CPU features it found
+        with CapturedOutput(1):  # its import prints the CPU features it found
             import MNN
     except ImportError:
         raise ConfigError(f"a .mnn model needs MNN (Alibaba's mobile inference engine): {INSTALL}") from None
@@ -52,12 +35,12 @@ def convert_onnx(onnx_path, mnn_path, record=None):
     """Convert ``onnx_path`` to ``mnn_path`` with MNN's converter (its C extension, not the wrapper script),
     ``record`` ({key: text}) stored as JSON in the model's bizCode. Returns what the converter printed."""
     require_mnn()
-    with _Quiet():
+    with CapturedOutput(1):
         import _tools  # MNN's converter, shipped beside the runtime in the same wheel
 
     argv = ["mnnconvert", "-f", "ONNX", "--modelFile", onnx_path, "--MNNModel", mnn_path,
             "--bizCode", json.dumps(record or {}, sort_keys=True)]
-    with _Quiet() as quiet:
+    with CapturedOutput(1) as quiet:
         ok = _tools.mnnconvert(argv)
     if not ok or not os.path.isfile(mnn_path) or os.path.getsize(mnn_path) == 0:
         last = [line for line in quiet.text.splitlines() if line.strip()][-1:] or ["no output"]
@@ -90,7 +73,7 @@ def _session(path, threads):
     """(MNN module, interpreter, session) for ``path`` on the CPU; MNN refuses an empty, corrupt or truncated
     file (its loader verifies the FlatBuffers data)."""
     MNN = require_mnn()
-    with _Quiet():
+    with CapturedOutput(1):
         interpreter = MNN.Interpreter(path)
         session = interpreter.createSession({"numThread": threads, "precision": "high", "backend": "CPU"})
     return MNN, interpreter, session

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .config import ConfigError
+from ..errors import ConfigError
 
 
 def graph_ops(path):

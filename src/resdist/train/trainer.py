@@ -3,7 +3,7 @@
 ``run_job(cfg)`` runs one training job described by a Config (see ``resdist.config``) and returns its
 per-epoch metrics: ``setup_run`` builds everything, ``train`` runs the epochs. The objective (what loss is
 optimised) comes from ``build_objective``; the loop is the same for every procedure. The run folder (naming,
-locking, what a resume may change) is ``resdist.run_folder``'s.
+locking, what a resume may change) is ``train.run_folder``'s.
 """
 import json
 import logging
@@ -15,19 +15,21 @@ import mindspore as ms
 import numpy as np
 from mindspore import nn, ops
 
-from . import checkpoint as ckpt_io
-from . import runtime
-from .build import build_dataset, build_network, identity, write_json
-from .config import ConfigError, options_for
-from .data import check_dataset, checked, epoch_iterator, epoch_seed
-from .errors import TrainingError
-from .evaluate import evaluate
+from .. import checkpoint as ckpt_io
+from .. import runtime
+from ..build import build_dataset, build_network, identity
+from ..config import options_for
+from ..data import check_dataset, checked, epoch_iterator, epoch_seed
+from ..distill import WITH_TEACHER
+from ..distill.builder import make_objective
+from ..errors import ConfigError, TrainingError
+from ..evaluate import evaluate
+from ..fsutil import write_json, write_text
+from ..models import is_model, list_models, model_info, plain_twin, teacher_of
+from ..models.dirac import apply_dirac, deployable_params
+from ..precision import apply_precision
 from .finetune import backbone_parameters, freeze_stages, load_pretrained
-from .models import is_model, list_models, model_info, plain_twin, teacher_of
-from .models.dirac import apply_dirac, deployable_params
-from .objectives import WITH_TEACHER, make_objective
 from .optim import create_optimizer, lr_per_step
-from .precision import apply_precision
 from .run_folder import check_resume_config, choose_output_dir, open_run_folder, recorded_config
 
 logger = logging.getLogger("resdist")
@@ -566,10 +568,7 @@ def run_job(cfg, cpu_note=""):
         if removed:
             logger.info("removed unfinished writes of an interrupted run: %s", ", ".join(removed))
         if rank == 0:  # written aside and renamed: a kill never leaves a half config.yaml for --resume to refuse
-            path = os.path.join(cfg.output_dir, "config.yaml")
-            with open(f"{path}.{os.getpid()}.partial", "w", encoding="utf-8") as f:
-                yaml.safe_dump(dict(cfg), f, sort_keys=True)
-            os.replace(f"{path}.{os.getpid()}.partial", path)
+            write_text(os.path.join(cfg.output_dir, "config.yaml"), yaml.safe_dump(dict(cfg), sort_keys=True))
         history = train(run)
     finally:
         if lock:

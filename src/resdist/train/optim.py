@@ -3,7 +3,7 @@ import math
 
 import numpy as np
 
-from .models.dirac import NO_DECAY_SUFFIXES
+from ..models.dirac import NO_DECAY_SUFFIXES
 
 
 def lr_per_step(base_lr, schedule, epochs, steps_per_epoch, milestones=(), gamma=0.1, warmup_epochs=0):

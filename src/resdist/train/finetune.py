@@ -6,7 +6,7 @@ import logging
 
 from mindspore import nn
 
-from . import checkpoint as ckpt_io
+from .. import checkpoint as ckpt_io
 
 logger = logging.getLogger("resdist")
 CLASSIFIER = ("fc.weight", "fc.bias")
