@@ -20,8 +20,8 @@ def published(path, replace_folder=False):
     an error it becomes ``path`` in one rename (an existing folder is replaced only if ``replace_folder``), else
     it is removed and ``path`` is left as it was. An OSError names ``path`` and says the old version is kept."""
     staging = staging_name(path)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         yield staging
         if replace_folder and os.path.isdir(path) and not os.path.islink(path):
             shutil.rmtree(path)
