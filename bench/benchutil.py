@@ -2,6 +2,8 @@
 import json
 import os
 
+from resdist.fsutil import write_text  # imports no MindSpore
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -19,10 +21,7 @@ def portable_command(script, argv):
 
 def save_report(report, path):
     """Write the JSON report atomically (a crash leaves the previous file, never half of one) and say where."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path + ".partial", "w", encoding="utf-8") as f:
-        json.dump(report, f, indent=2)
-    os.replace(path + ".partial", path)
+    write_text(path, json.dumps(report, indent=2) + "\n")
     print(f"written to {path}")
 
 

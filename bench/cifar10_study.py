@@ -39,6 +39,7 @@ from benchutil import key_values, save_report
 from plotting import PALETTE, side_by_side
 
 from resdist.checkpoint import file_sha256  # imports no MindSpore
+from resdist.fsutil import write_text
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -246,8 +247,7 @@ def report(results_dir, study):
         train_acc = ", ".join(f"{r['epochs'][-1]['train_acc']:.2f}" for r in rows)  # the last epoch's mean
         lines.append(f"| {group} | {seeds} | {final_mean:.2f}{spread}{each} | {best_txt} | {train_acc} | {wall} |")
     table = "\n".join(lines) + "\n"
-    with open(os.path.join(results_dir, "table.md"), "w", encoding="utf-8") as f:
-        f.write(table)
+    write_text(os.path.join(results_dir, "table.md"), table)
     print(table)
     # one panel per depth, on one y scale; rows are drawn in the study's order whatever order they finished in
     order = study.names  # load_results reads the study's rows only

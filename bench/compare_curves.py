@@ -1,10 +1,10 @@
 """Put a MindSpore training curve and the PyTorch cross-check's curve side by side, epoch by epoch.
 
-Why: the study notes compare the converged study's teachers with bench/reference/torch_cifar_resnet.py's run of
+Why: the study notes compare the converged study's teachers with bench/torch_cifar_resnet.py's run of
 the same recipe; this prints that comparison (a markdown table and a summary) from the two JSON files, so the
 table in docs/ is generated rather than typed. Reads json only (no torch, no MindSpore).
 
-    python bench/reference/compare_curves.py bench/results/cifar10_converged/resnet20_teacher.json \
+    python bench/compare_curves.py bench/results/cifar10_converged/resnet20_teacher.json \
         bench/results/cifar10_converged/budget_trials/torch_reference_resnet20_30epochs.json
 
 MINDSPORE_JSON: a study row's JSON or a run folder's metrics.json (both hold "epochs": [{"epoch", "train_acc",

@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """What removing shortcuts buys at inference, analytically: peak live activation memory, activation traffic,
-FLOPs and parameters of every ResNet and its plain twins (resdist.memory), with the share of ResNet's peak
+FLOPs and parameters of every ResNet and its plain twins (resdist.deploy.memory), with the share of ResNet's peak
 held by tensors waiting for a shortcut.
 
     python bench/efficiency.py            # tables printed, bench/results/efficiency_analytic.json, two PNGs
@@ -20,7 +20,7 @@ runtime.prefer_fast_cpu_kernels()
 from benchutil import save_report  # noqa: E402
 from plotting import line_chart  # noqa: E402
 
-from resdist.memory import analyse  # noqa: E402
+from resdist.deploy.memory import analyse  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IMAGENET = (18, 34, 50)

@@ -6,7 +6,7 @@ per measurement):
   mindir       the exported MindIR (BatchNorm folded) loaded by MindSpore (ms.load + nn.GraphCell)
   ort          the exported ONNX (folded) in onnxruntime, default session options
   ort_noarena  the same with the CPU memory arena and memory-pattern planning off (allocations as needed)
-  mnn          the ONNX converted to .mnn (resdist.mnn), in MNN's runtime: the mobile engine that installs here
+  mnn          the ONNX converted to .mnn (resdist.deploy.mnn), in MNN's runtime: the mobile engine that installs here
   mnn_int8     that .mnn quantized by MNN's own quantizer (calibrated on random images: latency only)
 
     python bench/inference_latency.py                      # resnet50/plain50 at 224, batch 1 and 8
@@ -18,7 +18,7 @@ per measurement):
 Latency: median of --runs timed calls after --warmup calls. Memory: the process's peak resident memory
 (VmHWM) minus its resident memory right before the model was built or loaded: weights, activations and the
 runtime's own buffers (and, for mindspore, graph compilation). For MNN also the memory its session plans (its
-own figure, weights included), and for every network the analytic peak of live activations (resdist.memory).
+own figure, weights included), and for every network the analytic peak of live activations (resdist.deploy.memory).
 Ratios ResNet / plain first. Weights are random (latency and memory do not depend on their values). --threads
 sets every runtime's kernel threads. Run on an otherwise idle machine.
 """
@@ -62,7 +62,7 @@ def child(args):
     x = np.random.default_rng(0).standard_normal((args.batch, 3, args.size, args.size)).astype(np.float32)
     planned = None
     if args.runtime.startswith("mnn"):
-        from resdist import mnn
+        from resdist.deploy import mnn
 
         before = _rss("VmRSS")
         run = mnn.load(args.model, threads=args.threads)[0]
@@ -116,8 +116,8 @@ def export_models(pairs, size, batches, folder, runtimes):
     import mindspore as ms
     import numpy as np
 
-    from resdist.fold import fold_batchnorm
-    from resdist.memory import analyse
+    from resdist.deploy.fold import fold_batchnorm
+    from resdist.deploy.memory import analyse
 
     paths, analytic = {}, {}
     for arch in [a for pair in pairs for a in pair]:
@@ -131,7 +131,7 @@ def export_models(pairs, size, batches, folder, runtimes):
                 ms.export(net, x, file_name=base, file_format=fmt)
                 paths[(arch, batch, fmt)] = base + suffix
             if any(rt.startswith("mnn") for rt in runtimes):
-                from resdist import mnn
+                from resdist.deploy import mnn
 
                 paths[(arch, batch, "MNN")] = base + ".mnn"
                 mnn.convert_onnx(base + ".onnx", base + ".mnn")

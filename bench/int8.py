@@ -6,7 +6,7 @@ made of each INT8 graph (how many convolutions and additions it fused into integ
     python bench/int8.py --data_path ../shared/data/cifar-10-batches-bin --jpeg_path ../shared/data/cifar10-jpeg-mini
     python bench/int8.py ... --cifar resnet20=A.ckpt,plain20=B.ckpt --no_imagenet   # other checkpoints
 
-Every INT8 model is made as ``export.py --quantize int8`` makes it (resdist.quantize: opset 13, QDQ, per-channel
+Every INT8 model is made as ``export.py --quantize int8`` makes it (resdist.deploy.quantize: opset 13, QDQ, per-channel
 int8 weights, uint8 in the first convolution unless --first_conv_weights int8, MinMax calibration on
 --calib_size images of the training split, evaluation transform), once with uint8 activations (the default) and
 once with int8 ones. Each INT8 top-1 is measured twice: as onnxruntime runs the file on this CPU (its fused
@@ -65,8 +65,8 @@ def make_models(spec, folder, batches, calib_size, first_conv_weights="uint8"):
     import numpy as np
 
     from resdist import checkpoint as ckpt_io
-    from resdist import quantize
-    from resdist.fold import fold_batchnorm
+    from resdist.deploy import quantize
+    from resdist.deploy.fold import fold_batchnorm
     from resdist.models import create_model
 
     kwargs = {"num_classes": 10, **({"stem": "imagenet"} if spec["size"] > 64 else {})}
@@ -109,11 +109,11 @@ def top1(path, data_path, reference=False, images=0):
     """Top-1 (%) of an ONNX file on the held-out data_batch_5 (its first ``images``; 0: all), as eval.py --onnx
     computes it; ``reference``: with onnxruntime's graph optimisation off, so the quantized values are computed
     exactly as the QDQ graph defines them, by no integer kernel of this CPU (what an NPU or a CPU with VNNI
-    computes; resdist.quantize)."""
+    computes; resdist.deploy.quantize)."""
     from resdist.build import build_dataset
     from resdist.config import Config
+    from resdist.deploy.exported import load_exported
     from resdist.evaluate import evaluate
-    from resdist.exported import load_exported
 
     batch = min(500, images or 500)
     cfg = Config(dataset="cifar10", data_path=data_path, val_split="data_batch_5", batch_size=batch, image_size=32,

@@ -26,7 +26,6 @@ CONV_SHAPE = re.compile(r"mb(\d+)_(?:g\d+)?ic(\d+)oc(\d+)_ih\d+oh(\d+)kh(\d+).*?
 
 CHILD = """
 import sys, time
-sys.path.insert(0, sys.argv[1] + "/src"); sys.path.insert(0, sys.argv[1] + "/bench")
 from resdist import runtime
 runtime.prefer_fast_cpu_kernels(); runtime.prefer_blocking_host_dispatch("CPU")
 runtime.init_context("CPU", "graph", seed=0)
@@ -80,7 +79,10 @@ def main(argv=None):
     parser.add_argument("--top", type=int, default=20, help="rows printed")
     parser.add_argument("--output", default=os.path.join(ROOT, "bench", "results", "onednn_profile.json"))
     args = parser.parse_args(argv)
-    env = {**os.environ, "ONEDNN_VERBOSE": "1"}
+    # the child imports train_throughput from bench/ (resdist is installed)
+    bench = os.path.join(ROOT, "bench")
+    env = {**os.environ, "ONEDNN_VERBOSE": "1",
+           "PYTHONPATH": os.pathsep.join(filter(None, (bench, os.environ.get("PYTHONPATH"))))}
     proc = subprocess.run([sys.executable, "-c", CHILD, ROOT, args.net, args.procedure, str(args.steps)],
                           env=env, capture_output=True, text=True)
     if proc.returncode != 0:

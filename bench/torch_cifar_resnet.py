@@ -8,24 +8,21 @@ all parameters, lr 0.1, 1 epoch linear warm-up then per-step cosine to 0) and va
 epoch, so the two curves can be put side by side epoch by epoch. Not part of the package and not a dependency:
 it needs torch (CPU build) in an environment of its own. (It was torch_resnet20.py until ResNet-56 was added.)
 
-    python bench/reference/torch_cifar_resnet.py ../shared/data/cifar-10-batches-bin --epochs 30 --out OUT.json
+    python bench/torch_cifar_resnet.py ../shared/data/cifar-10-batches-bin --epochs 30 --out OUT.json
     # the first 5 epochs of the 60-epoch ResNet-56 schedule (a rerun with a larger --stop_after continues)
-    python bench/reference/torch_cifar_resnet.py DATA --arch resnet56 --epochs 60 --stop_after 5 --out OUT.json
+    python bench/torch_cifar_resnet.py DATA --arch resnet56 --epochs 60 --stop_after 5 --out OUT.json
 """
 import argparse
 import json
 import math
 import os
-import sys
 import time
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # bench/
-from torch_reference import NETS, build_models  # noqa: E402
+from torch_reference import NETS, build_models  # bench/ is on sys.path when run as a script
 
 MEAN = np.array((0.4914, 0.4822, 0.4465), np.float32)[:, None, None]
 STD = np.array((0.2470, 0.2435, 0.2616), np.float32)[:, None, None]

@@ -6,7 +6,7 @@
 
 Same networks (CIFAR ResNet-20/56 with 1x1-conv projections, ResNet-18 with the CIFAR stem), their plain twins,
 same batch sizes, SGD with momentum and weight decay, one fixed in-memory batch (the data pipeline excluded).
-"rd" mirrors resdist.rd.ResidualDistillation (paper variant, lambda 0.001): the student once, each
+"rd" mirrors resdist.distill.rd.ResidualDistillation (paper variant, lambda 0.001): the student once, each
 student stage output through the frozen teacher's later stages, feature distillation through a 1x1 conv + BN
 connector against the teacher's own feature (computed without gradient). Writes JSON in the format of
 train_throughput.py, so bench/runtime_settings.py can put both side by side (--with_torch).

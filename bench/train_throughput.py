@@ -36,11 +36,11 @@ PROCEDURES = ("teacher", "plain", "kd", "rd", "plain_dirac", "rd_dirac")
 
 
 def build_step(procedure, teacher_name, student_name, kwargs, jit_level=None, readback="window"):
+    from resdist.distill.builder import make_objective
     from resdist.models import create_model
     from resdist.models.dirac import apply_dirac
-    from resdist.objectives import make_objective
-    from resdist.optim import create_optimizer, lr_per_step
-    from resdist.trainer import WindowSums, make_train_step
+    from resdist.train.optim import create_optimizer, lr_per_step
+    from resdist.train.trainer import WindowSums, make_train_step
 
     procedure, dirac = procedure.replace("_dirac", ""), procedure.endswith("_dirac")
     teacher = create_model(teacher_name, num_classes=10, **kwargs)
