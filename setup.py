@@ -32,7 +32,8 @@ setup(
         # C extensions are used: its mnnconvert/mnnquant wrapper scripts phone home (src/resdist/deploy/mnn.py)
         "mnn": ["MNN>=3.6,<3.7"],
         # ruff: the linter .ci/run runs before the tests (its settings: pyproject.toml)
-        "test": ["pytest>=7", "onnxruntime>=1.16", "onnx>=1.14", "MNN>=3.6,<3.7", "ruff>=0.4", "matplotlib>=3.5"],
+        "test": ["pytest>=7", "onnxruntime>=1.16", "onnx>=1.14", "MNN>=3.6,<3.7", "ruff>=0.4", "matplotlib>=3.5",
+                 "pytest-xdist>=3"],
         # the benchmarks' and studies' plots (bench/plotting.py; tested with 3.11.2)
         "bench": ["matplotlib>=3.5"],
         # bench/transfer.py's downstream task: the handwritten digits bundled with scikit-learn (tested with 1.9.1)

@@ -71,7 +71,8 @@ def _graph_ops(net, tmp_path, size=32):
     return [node.op_type.split("::")[-1].split(":")[0] for node in model.graph.node]
 
 
-@pytest.mark.parametrize("name,blocks,projections", [("20", 9, 2), ("18", 8, 3), ("50", 16, 3)])
+@pytest.mark.parametrize("name,blocks,projections",
+                         [("20", 9, 2), ("18", 8, 3), pytest.param("50", 16, 3, marks=pytest.mark.slow)])
 def test_exported_graph_has_one_addition_per_shortcut(tmp_path, name, blocks, projections):
     def count_adds(net):
         return sum(op in ("Add", "AddExt") for op in _graph_ops(net, tmp_path))

@@ -52,7 +52,7 @@ def _networks(objective):
     return [objective.net] if hasattr(objective, "net") else [objective.student, objective.teacher]
 
 
-@pytest.mark.parametrize("level", ["O2", "O3"])
+@pytest.mark.parametrize("level", ["O2", pytest.param("O3", marks=pytest.mark.slow)])  # O3: CI only
 @pytest.mark.parametrize("procedure", ["teacher", "plain", "kd", "fd", "rd_paper", "rd_joint"])
 def test_every_procedure_compiles_and_trains_under_mixed_precision(procedure, level):
     ms.set_context(mode=ms.GRAPH_MODE)

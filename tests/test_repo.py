@@ -40,6 +40,7 @@ def _run_copied_tests(tmp_path, require):
                           cwd=clone, env=env, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_a_clone_without_shared_data_skips_with_the_folder_named(tmp_path):
     result = _run_copied_tests(tmp_path, require=False)
     assert result.returncode == 0, result.stdout[-2000:]
@@ -47,6 +48,7 @@ def test_a_clone_without_shared_data_skips_with_the_folder_named(tmp_path):
     assert "needs the real data in" in result.stdout and "cifar-10-batches-bin" in result.stdout
 
 
+@pytest.mark.slow
 def test_ci_fails_instead_of_skipping_when_shared_data_is_missing(tmp_path):
     result = _run_copied_tests(tmp_path, require=True)
     assert result.returncode == 1 and "1 passed" in result.stdout and "1 error" in result.stdout  # fixture failed

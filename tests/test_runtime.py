@@ -58,6 +58,7 @@ def test_blocking_dispatch_is_chosen_on_cpu_only_and_a_user_setting_wins(monkeyp
     assert os.environ[runtime.HOST_DISPATCH_VAR] == "0" and "left alone" in note
 
 
+@pytest.mark.slow
 def test_mindspore_runs_without_its_spinning_dispatch_thread_when_we_choose_so():
     # Our default: the step runs on the calling thread, so MindSpore never starts the queue's thread.
     assert "frontend_queue" not in probe_threads({})

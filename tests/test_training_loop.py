@@ -87,6 +87,7 @@ def test_sink_mode_true_on_cpu_fails_before_writing(tmp_path, capsys):
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_data_sink_is_built_once_a_run_from_the_runs_training_pipeline(tmp_path, monkeypatch):
     """Data sink cannot run on CPU: here ``ms.data_sink`` is stood in for by a host loop that does what the real
     one does (``sink_size`` steps of the given step function on the given data set, the data set looped without
