@@ -262,7 +262,7 @@ def twins(rows):
 
 def write_markdown(report, path):
     """The report as README tables: every variant with its time relative to float, then the plain/ResNet time
-    ratio in float and in INT8 (the issue's aims: INT8 plain at most 0.6x its float time, and the plain network's
+    ratio in float and in INT8 (the aims: INT8 plain at most 0.6x its float time, and the plain network's
     advantage over its ResNet at least as large in INT8 as in float)."""
     batches = report["batches"]
     head = ["net", "variant", "top-1 (this CPU)", "top-1 (QDQ reference)", "MB"] + \

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The efficiency report (README "Efficiency"): analytic memory/FLOPs of every network, then measured latency and
+# The efficiency report (docs/deployment.md, "Efficiency"): analytic memory/FLOPs of every network, then measured latency and
 # peak memory of ResNet-50 vs plain-50 in MindSpore, MindIR and onnxruntime. Run on an otherwise idle machine.
 #   bash bench/run_efficiency.sh            # full: batch 1 and 8, four runtimes, 2 interleaved rounds
 #   bash bench/run_efficiency.sh --quick    # batch 1, one round, MindIR and onnxruntime

@@ -1,7 +1,7 @@
 """Cross-check of the CIFAR-10 teacher recipe in PyTorch (an independent implementation), ResNet-20 or -56.
 
 Why: the converged study's MindSpore ResNet-20 ends at 86.19% (30 epochs) / 87.92% (60 epochs) on data_batch_5,
-under the issue's 89% mark. This script trains the same network (He et al. CIFAR ResNet-20 or -56, projection
+under the 89% mark set for it. This script trains the same network (He et al. CIFAR ResNet-20 or -56, projection
 shortcuts where width changes, Kaiming-normal fan-out init, BN momentum 0.1) with the same recipe
 (data_batch_1..4, RandomCrop 32 pad 4 + flip, CIFAR mean/std, batch 128 drop-last, SGD Nesterov 0.9, wd 5e-4 on
 all parameters, lr 0.1, 1 epoch linear warm-up then per-step cosine to 0) and validates on data_batch_5 each

@@ -1,6 +1,7 @@
 #!/usr/bin/env python
 """Transfer: a CIFAR-10 network fine-tuned on a task it was not trained for, against the same network trained
-from scratch with the same budget, and a ResNet fine-tuned the same way and from scratch (README "Fine-tuning").
+from scratch with the same budget, and a ResNet fine-tuned the same way and from scratch (docs/results.md,
+the transfer run).
 
 The task: scikit-learn's bundled handwritten digits (1,797 8x8 grey images, 10 classes; ``pip install -e
 ".[transfer]"``), written once as a 32x32 PNG image folder: 100 training images a class (--train_per_class), the

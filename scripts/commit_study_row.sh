@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Commit a study row's files (the runner's --after_row hook; README "Results"):
+# Commit a study row's files (the runner's --after_row hook; docs/results.md):
 #   bash scripts/commit_study_row.sh PATH...   (STUDY and STUDY_ROW name the commit; STUDY_MESSAGE replaces it)
 # Only these paths are committed: other staged work is left alone. A path that no longer exists (a finished row's
 # snapshot folder) is committed as removed. Retries while another git command holds the repository's lock.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The CIFAR-10 studies (README "Results"): every row that is not finished yet, resumable.
+# The CIFAR-10 studies (docs/results.md): every row that is not finished yet, resumable.
 #   bash scripts/run_cifar10_study.sh DATA_PATH [--study converged|short] [--rows a,b] [--git_commit]
 #        [--snapshot_minutes 60] [...]   (every 60 min of a training row: snapshot it, committed with --git_commit)
 # --study converged (default): all 40,000 training images, 60 epochs; short: the finished 10k-image, 12-epoch study.

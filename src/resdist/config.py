@@ -225,7 +225,7 @@ OPTIONS += [
     Option("fold_bn", True, "export: fold BatchNorm into the preceding convolutions (the deployed graph is conv+bias, "
            "ReLU, pooling, dense)", scope="export"),
     Option("overwrite", False, "export: replace an existing output file", scope="export"),
-    # INT8 (export.py --quantize int8; README "INT8")
+    # INT8 (export.py --quantize int8; docs/deployment.md)
     Option("quantize", "none", "export: int8 writes an INT8 ONNX model (<file_name>.int8.onnx; onnxruntime's "
            "post-training quantization, QDQ, per-channel int8 weights) calibrated on calib_data; needs file_format "
            "ONNX and the onnx package (pip install -e '.[quant]')", choices=("none", "int8"), scope="export"),

@@ -40,7 +40,7 @@ def prefer_blocking_host_dispatch(device_target):
 
     With the queue, the Python thread waits for the step in a busy loop (``AsyncRQueue::Wait``) that keeps a
     whole core spinning; on a 2-core machine that halves the cores left for the convolutions (measured:
-    ResNet-20 training step 2x faster without it, see README "Performance"). On Ascend/GPU the queue overlaps
+    ResNet-20 training step 2x faster without it, see docs/performance.md). On Ascend/GPU the queue overlaps
     host and device work, so it is left on. MindSpore reads the variable once, at its first dispatched
     operation: call this before any tensor operation runs. A user's own setting wins.
     Returns a sentence for the log.

@@ -20,9 +20,9 @@ Why uint8 weights in the first convolution (``first_conv_weights: uint8``, defau
 which saturate when large weights meet large activations. The first convolution reads the image, a dense,
 full-range input, and that is where it happens (later layers read ReLU outputs, mostly small); with uint8
 weights onnxruntime takes its uint8 x uint8 kernel there, which does not saturate, at full 8-bit precision.
-Measured on an AVX2-only machine (README "INT8"): the converged ResNet-20 scores 87.92% in float, 86.56% in INT8
-with int8 weights throughout, 87.84% when the same file is computed without this CPU's integer kernels (as a
-CPU with VNNI or an NPU computes it), and 87.90% with the first convolution's weights in uint8.
+Measured on an AVX2-only machine (docs/deployment.md, "INT8"): the converged ResNet-20 scores 87.92% in float,
+86.56% in INT8 with int8 weights throughout, 87.84% when the same file is computed without this CPU's integer
+kernels (as a CPU with VNNI or an NPU computes it), and 87.90% with the first convolution's weights in uint8.
 onnxruntime's own remedy, 7-bit weights everywhere (``reduce_range``), cost the short study's plain-56 0.3-0.4
 points more. ``first_conv_weights: int8`` keeps symmetric int8 weights throughout, for runtimes that want them.
 """
@@ -36,7 +36,7 @@ from ..fsutil import published
 
 OPSET = 13
 # The INT8 model passes its after-write check when its top-1 class agrees with the float model's on at least this
-# share of held-out images (as many as calibrate it, from the validation split: README "INT8"); the logit
+# share of held-out images (as many as calibrate it, from the validation split: docs/deployment.md); the logit
 # difference is reported, not bounded: INT8 rounding moves every logit a little.
 MIN_TOP1_AGREEMENT = 0.95
 QUANTIZED_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "QLinearAdd", "QGemm",
