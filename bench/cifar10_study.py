@@ -168,6 +168,7 @@ def row_result(row, run_dir, wall_seconds, command):
               if k in e} for e in epochs]
     best = max(epochs, key=lambda e: e["val_top1"])
     final_ckpt = os.path.join(run_dir, "final.ckpt")  # train.py writes it since 2026-12-04: what the Hub publishes
+    best_ckpt = os.path.join(run_dir, "best.ckpt")
     return {
         "row": row.name, "group": row.group, "arch": row.arch, "procedure": row.procedure, "seed": row.seed,
         "teacher": row.teacher, "overrides": row.overrides, "recipe": command[command.index("--config") + 1],
@@ -176,7 +177,8 @@ def row_result(row, run_dir, wall_seconds, command):
         "best_val_top1": best["val_top1"], "best_epoch": best["epoch"],
         "wall_seconds": round(wall_seconds, 1),
         "epoch_seconds_total": round(sum(e.get("epoch_seconds", 0.0) for e in epochs), 1),
-        "best_ckpt_sha256": file_sha256(os.path.join(run_dir, "best.ckpt")),
+        # best.ckpt is missing where a snapshot without it was restored and no later epoch was better
+        **({"best_ckpt_sha256": file_sha256(best_ckpt)} if os.path.isfile(best_ckpt) else {}),
         **({"final_ckpt_sha256": file_sha256(final_ckpt)} if os.path.isfile(final_ckpt) else {}),
         "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
         "epochs": curve,
@@ -453,7 +455,10 @@ def snapshot_row(row, run_dir, args):
     with open(os.path.join(run_dir, "config.yaml"), encoding="utf-8") as f:
         data_path = yaml.safe_load(f).get("data_path") or args.data_path  # the data folder the row trains on
     dest = snapshot_dir(args.results_dir, row)
-    epochs = run_snapshot.save(run_dir, dest, placeholders(data_path or "\0", args.output_dir, args.results_dir))
+    # best.ckpt travels only for a teacher row (its students train from it); a resume does not read it
+    keep_best = any(r.teacher == row.name for r in args.study.rows)
+    epochs = run_snapshot.save(run_dir, dest, placeholders(data_path or "\0", args.output_dir, args.results_dir),
+                               keep_best=keep_best)
     print(f"[{row.name}] snapshot of {epochs} epoch(s) in {dest}", flush=True)
     if args.after_row:
         after_row(args.after_row, row, args.study, [dest], f"CIFAR-10 {args.study.name} study: row {row.name}, "

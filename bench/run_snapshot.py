@@ -11,8 +11,9 @@ import os
 import shutil
 import time
 
-# what a resume reads (last.ckpt, best.ckpt's accuracy in its metadata, metrics.json's earlier epochs, config.yaml's
-# settings) and the record that should survive with it
+# what a resume reads (last.ckpt: weights, optimizer, best accuracy so far; metrics.json's earlier epochs;
+# config.yaml's settings) and the record that should survive with it. best.ckpt is not read by a resume: it travels
+# only where another row needs it (a teacher's), else metrics.json stands in for it (its best epoch and accuracy).
 FILES = ("last.ckpt", "best.ckpt", "metrics.json", "config.yaml", "train.log", "study_wall_seconds.json")
 TEXT_FILES = ("metrics.json", "config.yaml", "train.log")
 
@@ -35,9 +36,9 @@ def epochs_done(folder):
     return len(finished_epochs(folder))
 
 
-def _signature(folder):
+def _signature(folder, files=FILES):
     out = {}
-    for name in FILES:
+    for name in files:
         path = os.path.join(folder, name)
         if os.path.isfile(path):
             st = os.stat(path)
@@ -55,17 +56,18 @@ def _consistent(sig):
                for newest in ("last.ckpt", "metrics.json"))
 
 
-def save(run_dir, dest, replacements=(), attempts=10, wait=5.0):
+def save(run_dir, dest, replacements=(), attempts=10, wait=5.0, keep_best=True):
     """Copy ``run_dir``'s resumable files to ``dest`` (replaced whole, never left half-written), each
-    (old, new) of ``replacements`` applied to the text files. The run may be training meanwhile: a copy that an
-    epoch's end overlapped is taken again. Returns the number of epochs saved."""
+    (old, new) of ``replacements`` applied to the text files; best.ckpt only with ``keep_best``. The run may be
+    training meanwhile: a copy that an epoch's end overlapped is taken again. Returns the number of epochs saved."""
+    files = FILES if keep_best else tuple(f for f in FILES if f != "best.ckpt")
     if epochs_done(run_dir) == 0:
         raise ValueError(f"{run_dir} has no finished epoch to save (no last.ckpt or metrics.json)")
     staging = f"{dest}.partial"
     for _ in range(attempts):
         shutil.rmtree(staging, ignore_errors=True)
         os.makedirs(staging)
-        before = _signature(run_dir)
+        before = _signature(run_dir, files)
         for name in before:
             target = os.path.join(staging, name)
             if name in TEXT_FILES:
@@ -77,7 +79,7 @@ def save(run_dir, dest, replacements=(), attempts=10, wait=5.0):
                     f.write(text)
             else:
                 shutil.copyfile(os.path.join(run_dir, name), target)
-        if _signature(run_dir) == before and _consistent(before):
+        if _signature(run_dir, files) == before and _consistent(_signature(run_dir)):
             break
         time.sleep(wait)
     else:

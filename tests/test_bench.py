@@ -198,8 +198,9 @@ def test_study_runner_skips_finished_rows_and_continues_an_interrupted_one(tmp_p
     saved = runner("--snapshot", "--after_row", hook)
     assert saved.returncode == 0 and "[plain20_alone] snapshot of 1 epoch(s)" in saved.stdout, saved.stderr
     snapshot = results / "unfinished" / "plain20_alone"
-    assert {p.name for p in snapshot.iterdir()} == {"last.ckpt", "best.ckpt", "metrics.json", "config.yaml",
-                                                    "train.log", "study_wall_seconds.json"}
+    # what a resume needs; no best.ckpt: no row trains from this one (metrics.json has its best epoch)
+    assert {p.name for p in snapshot.iterdir()} == {"last.ckpt", "metrics.json", "config.yaml", "train.log",
+                                                    "study_wall_seconds.json"}
     for name in ("config.yaml", "train.log", "metrics.json"):  # committed: no machine folder in them
         assert str(tmp_path) not in (snapshot / name).read_text(), name
     assert "OUTPUT_DIR/plain20_alone" in (snapshot / "config.yaml").read_text()
@@ -281,6 +282,10 @@ def test_run_snapshot_is_taken_whole_and_restored_only_when_further_along(tmp_pa
     assert (dest / "config.yaml").read_text() == "data_path: DATA_PATH\noutput_dir: OUTPUT_DIR/row\n"
     assert (dest / "last.ckpt").read_bytes() == b"weights 3" and not (dest / "train.log").exists()
     assert sorted(p.name for p in dest.parent.iterdir()) == ["row"]  # no staging folder left
+    assert (dest / "best.ckpt").exists()
+    lean = tmp_path / "lean"  # a row no other row trains from: best.ckpt need not travel
+    assert run_snapshot.save(str(run), str(lean), keep_best=False) == 3
+    assert sorted(p.name for p in lean.iterdir()) == ["config.yaml", "last.ckpt", "metrics.json"]
 
     # best.ckpt newer than last.ckpt and metrics.json: the copy fell inside an epoch's end (which writes best.ckpt,
     # metrics.json, then last.ckpt); never saved half-way
