@@ -112,7 +112,15 @@ CONVERGED = Study("converged", "configs/cifar10_converged.yaml",
     Row("plain56_kd", "plain56", "kd", "resnet56_teacher"),
     Row("plain56_rd_seed2", "plain56", "rd", "resnet56_teacher", seed=2),
 ))
-STUDIES = {study.name: study for study in (CONVERGED, SHORT)}
+# The paper's CIFAR architecture (ResNet-18 widths, CIFAR stem): the teacher first (the budget is chosen on it),
+# then the fully plain student with RD, then the same student alone. Whether the student is Dirac-parametrised
+# follows the converged study's depth-56 Dirac rows.
+PLAIN18 = Study("plain18", "configs/cifar10_plain18_study.yaml", os.path.join("bench", "results", "cifar10_plain18"), (
+    Row("resnet18_teacher", "resnet18", "teacher"),
+    Row("plain18_rd", "plain18", "rd", "resnet18_teacher"),
+    Row("plain18_alone", "plain18", "plain"),
+))
+STUDIES = {study.name: study for study in (CONVERGED, SHORT, PLAIN18)}
 
 
 def teacher_checkpoint(teacher_row, results_dir):
