@@ -39,7 +39,7 @@ from benchutil import key_values, save_report
 from plotting import PALETTE, side_by_side
 
 from resdist.checkpoint import file_sha256  # imports no MindSpore
-from resdist.fsutil import write_text
+from resdist.fsutil import published, write_text
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -345,8 +345,8 @@ def run_row(row, args):
     paths = []
     if row.procedure == "teacher":
         paths.append(teacher_checkpoint(row.name, args.results_dir))
-        shutil.copyfile(os.path.join(run_dir, "best.ckpt"), paths[-1] + ".partial")
-        os.replace(paths[-1] + ".partial", paths[-1])
+        with published(paths[-1]) as staging:
+            shutil.copyfile(os.path.join(run_dir, "best.ckpt"), staging)
     path = os.path.join(args.results_dir, f"{row.name}.json")
     save_report(result, path)
     paths.append(path)

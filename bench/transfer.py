@@ -18,7 +18,7 @@ top-1 is the result; the best epoch is chosen on val/ and so is optimistic). Run
 import argparse
 import json
 import os
-import shutil
+import re
 import subprocess
 import sys
 import time
@@ -27,6 +27,8 @@ import numpy as np
 import yaml
 from benchutil import ROOT, key_values, portable_command, save_report
 from run_snapshot import epochs_done
+
+from resdist.fsutil import published, remove_abandoned  # imports no MindSpore
 
 RECIPE = os.path.join("configs", "digits_finetune.yaml")
 TRAIN_PER_CLASS = 100
@@ -55,12 +57,18 @@ def write_digits_folder(images, labels, root, train_per_class=TRAIN_PER_CLASS, s
     """The digits as an image folder (train/<d>/*.png, val/<d>/*.png), 32x32 RGB, ink white on black: per class
     a seeded draw of ``train_per_class`` for training, the rest for validation. Written in a staging folder and
     renamed, so an interrupted write leaves nothing that looks complete; an existing folder is reused."""
-    from PIL import Image
-
     if os.path.isdir(root):
         return root
-    staging = root + ".partial"
-    shutil.rmtree(staging, ignore_errors=True)  # an earlier, interrupted write
+    remove_abandoned(os.path.dirname(os.path.abspath(root)),
+                     re.escape(os.path.basename(root)) + r"\.(\d+)\.partial$")  # an earlier, interrupted write
+    with published(root) as staging:
+        _write_digits(images, labels, staging, train_per_class, seed)
+    return root
+
+
+def _write_digits(images, labels, staging, train_per_class, seed):
+    from PIL import Image
+
     rng = np.random.default_rng(seed)
     scale = 255.0 / max(float(images.max()), 1.0)
     for digit in np.unique(labels):
@@ -73,8 +81,6 @@ def write_digits_folder(images, labels, root, train_per_class=TRAIN_PER_CLASS, s
             for i in chosen:
                 grey = Image.fromarray((images[i] * scale).round().astype(np.uint8))
                 grey.resize((32, 32), Image.BILINEAR).convert("RGB").save(os.path.join(folder, f"{i:04d}.png"))
-    os.replace(staging, root)
-    return root
 
 
 def parse_arm(text):
