@@ -174,8 +174,10 @@ def check_inputs(args):
                            f"replace it, or choose another --model_name")
     result = read_eval_json(args.eval_json)
     state = ckpt_io.read(args.ckpt_file, "--ckpt_file")
-    ckpt_io.load_network(create_model(args.arch, num_classes=10), state, "--ckpt_file", args.ckpt_file, args.arch,
-                         ckpt_io.network_identity(args.arch, "full"))  # its record first, then names and shapes
+    stem = None if model_info(args.arch).family == "cifar" else "cifar"  # a CIFAR-10 card: 32x32 images
+    ckpt_io.load_network(create_model(args.arch, num_classes=10, **({"stem": stem} if stem else {})), state,
+                         "--ckpt_file", args.ckpt_file, args.arch,
+                         ckpt_io.network_identity(args.arch, "full", stem))  # its record first, then names and shapes
     result["trained_how"] = trained_how(state, args.ckpt_file)
     wrong = [f"{key} {result[key]!r} (expected {want!r})" for key, want in
              (("model_sha256", ckpt_io.file_sha256(args.ckpt_file)), ("arch", args.arch), ("dataset", "cifar10"),
@@ -283,6 +285,14 @@ def main(argv=None):
         if staging:
             shutil.rmtree(staging, ignore_errors=True)
     print("wrote " + ", ".join(moves.values()))
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("mindspore_hub_conf", os.path.join(ROOT, "mindspore_hub_conf.py"))
+    hub_conf = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hub_conf)
+    if args.model_name not in hub_conf.PUBLISHED:  # the card's usage code loads the model by this name
+        print(f"note: add {args.model_name!r} to PUBLISHED in mindspore_hub_conf.py (its network and "
+              f"create_model arguments), so that create_network({args.model_name!r}) and the Hub loader know it")
     return 0
 
 

@@ -33,6 +33,22 @@ def test_every_network_is_created_by_name(name):
     assert net.fc.bias.shape == (classes,)
 
 
+def test_a_checkpoint_of_a_network_with_a_stem_choice_loads_only_with_its_stem(tmp_path):
+    """The CIFAR-stem plain-18 (the paper's CIFAR architecture) and the ImageNet-stem one share a name: the Hub
+    entry checks the stem the checkpoint records, so a CIFAR-stem checkpoint is refused as an ImageNet one by
+    name, not by a shape mismatch deep in the stem."""
+    from resdist.models import create_model
+
+    hub = _hub_conf()
+    path = str(tmp_path / "plain18_cifar.ckpt")
+    net = create_model("plain18", num_classes=10, stem="cifar")
+    ckpt_io.save(path, ckpt_io.network_params(net), ckpt_io.network_identity("plain18", "full", "cifar"))
+    loaded = hub.create_network("plain18", num_classes=10, stem="cifar", ckpt_file=path)
+    assert np.array_equal(loaded.stem.conv.weight.asnumpy(), net.stem.conv.weight.asnumpy())
+    with pytest.raises(Exception, match="stem 'cifar'"):
+        hub.create_network("plain18", num_classes=10, ckpt_file=path)  # the ImageNet stem by default
+
+
 @pytest.mark.parametrize("published", list(PUBLISHED))
 def test_unknown_name_and_checkpoint_loading(tmp_path, published):
     import mindspore as ms
@@ -191,6 +207,7 @@ def test_publishing_writes_an_int8_asset_with_its_measured_accuracy(made_cifar10
                            "https://github.com/resdist/resdist", "--hub_dir", str(hub), "--quant_activations",
                            "int8"], capture_output=True, text=True, env=env, timeout=900)
     assert made.returncode == 0, made.stderr[-3000:]
+    assert "note: add 'p8_test' to PUBLISHED in mindspore_hub_conf.py" in made.stdout  # else its usage code fails
     header, body = check_card(str(hub / "mshub_res" / "assets" / "resdist" / "1.0" / "p8_test.md"), hub / "assets")
     assert [a["asset-link"].rsplit("/", 1)[-1] for a in header["asset"]][-1] == "p8_test.int8.onnx"
     assert header["summary"] == "plain-8 without shortcuts trained alone, without a teacher"
