@@ -44,11 +44,12 @@ def _rss(field):
 
 
 def _network(arch, size):
-    from resdist.models import create_model
+    from resdist.models import create_model, model_info
 
-    imagenet = size > 64
-    kwargs = {"stem": "imagenet", "num_classes": 1000} if imagenet else {"num_classes": 10}
-    return create_model(arch, **kwargs)
+    if size > 64:
+        return create_model(arch, stem="imagenet", num_classes=1000)
+    # CIFAR-sized input: networks with a stem choice (ResNet-18/34/50) take the CIFAR stem, as the paper's pair
+    return create_model(arch, num_classes=10, **({"stem": "cifar"} if model_info(arch).family == "imagenet" else {}))
 
 
 def child(args):
