@@ -32,7 +32,6 @@ from .objective import Objective, freeze
 VARIANTS = ("paper", "ta", "joint")
 
 
-
 def eta_at(epoch, eta_min=0.5, eta_epochs=60):
     """Weight of the mixed-path losses at ``epoch`` (from 0): cosine from 1 to eta_min over eta_epochs."""
     if epoch >= eta_epochs:
