@@ -24,7 +24,6 @@ import argparse
 import fcntl
 import json
 import os
-import re
 import shlex
 import shutil
 import signal
@@ -234,6 +233,16 @@ def row_colours(names, study):
     return {name: PALETTE[i % len(PALETTE)] for i, members in enumerate(roles.values()) for name in members}
 
 
+def panel_of(row, study):
+    """The teacher row whose plot panel ``row`` joins: its own for a teacher, its teacher for a distilled student,
+    and for a student trained alone the teacher of the study's distilled rows of the same network."""
+    if row.procedure == "teacher":
+        return row.name
+    if row.teacher:
+        return row.teacher
+    return next(r.teacher for r in study.rows if r.arch == row.arch and r.teacher)
+
+
 def report(results_dir, study):
     """Regenerate table.md (mean and half-range over seeds per group) and val_top1.png from the row JSONs."""
     results = load_results(results_dir, study)
@@ -262,16 +271,17 @@ def report(results_dir, study):
     # one panel per depth, on one y scale; rows are drawn in the study's order whatever order they finished in
     order = study.names  # load_results reads the study's rows only
     colours = row_colours(order, study)
-    by_depth = {}
+    by_teacher = {}
     for name in sorted(results, key=order.index):
         epochs = results[name]["epochs"]
-        depth = int(re.search(r"\d+", study.row(name).arch).group())
-        by_depth.setdefault(depth, {})[name] = ([e["epoch"] for e in epochs], [e["val_top1"] for e in epochs])
-    panels = [{"series": series, "title": f"depth {depth}: validation top-1 per epoch (held-out data_batch_5)",
+        by_teacher.setdefault(panel_of(study.row(name), study), {})[name] = (
+            [e["epoch"] for e in epochs], [e["val_top1"] for e in epochs])
+    panels = [{"series": series, "title": f"{study.row(teacher).arch} and its plain students: validation top-1 "
+                                          f"per epoch (held-out data_batch_5)",
                "xlabel": "epoch", "ylabel": "val top-1 (%)",
                "dashed": [n for n in series if study.row(n).procedure == "teacher"],
                "colours": {n: colours[n] for n in series}}
-              for depth, series in sorted(by_depth.items())]
+              for teacher, series in sorted(by_teacher.items(), key=lambda item: order.index(item[0]))]
     png = side_by_side(panels, os.path.join(results_dir, "val_top1.png"))
     return [os.path.join(results_dir, "table.md"), png]
 
