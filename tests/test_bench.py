@@ -139,7 +139,7 @@ def test_study_commands_carry_no_machine_paths_and_the_table_averages_seeds(tmp_
             "10 min, 10 min |") in table
     from PIL import Image
 
-    with Image.open(tmp_path / "val_top1.png") as png:  # one panel per depth, side by side
+    with Image.open(tmp_path / "val_top1.png") as png:  # one panel per teacher, side by side
         assert png.size == (2 * 760, 520)
     colours = study.row_colours(study.SHORT.names, study.SHORT)  # a colour per role, whatever depth or seed
     assert colours["plain56_rd_seed1"] == colours["plain56_rd_seed2"] == colours["plain20_rd"]
