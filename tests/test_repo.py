@@ -139,3 +139,17 @@ def test_the_layer_rule_catches_an_upward_import():
     assert layer_of("resdist.train.trainer") == (5, "train") and layer_of("resdist.errors") == (0, "base")
     assert layer_of("resdist.deploy") == (5, "deploy") and layer_of("resdist.distill.rd") == (3, "distill")
     assert layer_of("resdist.evaluate")[0] < layer_of("resdist.train.trainer")[0]
+
+
+def test_the_modules_entry_points_import_first_import_no_mindspore():
+    """The CPU kernel choice (runtime.prefer_fast_cpu_kernels) must run before MindSpore is imported, so what the
+    entry points import before it, and what the study runner imports, must not import MindSpore."""
+    import subprocess
+    import sys
+
+    code = ("import sys; import resdist, resdist.cli, resdist.config, resdist.distill, resdist.errors, "
+            "resdist.fsutil, resdist.checkpoint, resdist.runtime; print(sorted(m for m in sys.modules "
+            "if m.split('.')[0] == 'mindspore')[:3])")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"
