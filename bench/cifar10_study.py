@@ -268,7 +268,7 @@ def report(results_dir, study):
     table = "\n".join(lines) + "\n"
     write_text(os.path.join(results_dir, "table.md"), table)
     print(table)
-    # one panel per teacher and its students, on one y scale; rows are drawn in the study's order whatever order they finished in
+    # one panel per teacher and its students, on one y scale; rows drawn in the study's order, however they finished
     order = study.names  # load_results reads the study's rows only
     colours = row_colours(order, study)
     by_teacher = {}
