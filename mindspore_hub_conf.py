@@ -42,7 +42,7 @@ def create_network(name, *args, **kwargs):
         options.pop("plain_variant", None)
     net = create_model(arch, **options)
     if ckpt_file:  # the checkpoint's record must name this network, its stem included where it has a choice
-        stem = options.get("stem", "imagenet") if model_info(arch).family == "imagenet" else None
+        stem = model_info(arch).stem_options(options.get("stem", "imagenet")).get("stem")  # create_model's default
         expected = ckpt_io.network_identity(arch, None if residual else options.get("plain_variant", "full"), stem)
         ckpt_io.load_network(net, ckpt_io.read(ckpt_file), "checkpoint", ckpt_file, arch, expected)
     net.set_train(False)

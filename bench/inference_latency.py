@@ -49,7 +49,7 @@ def _network(arch, size):
     if size > 64:
         return create_model(arch, stem="imagenet", num_classes=1000)
     # CIFAR-sized input: networks with a stem choice (ResNet-18/34/50) take the CIFAR stem, as the paper's pair
-    return create_model(arch, num_classes=10, **({"stem": "cifar"} if model_info(arch).family == "imagenet" else {}))
+    return create_model(arch, num_classes=10, **model_info(arch).stem_options("cifar"))
 
 
 def child(args):

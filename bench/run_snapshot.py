@@ -79,7 +79,8 @@ def save(run_dir, dest, replacements=(), attempts=10, wait=5.0, keep_best=True):
                     f.write(text)
             else:
                 shutil.copyfile(os.path.join(run_dir, name), target)
-        if _signature(run_dir, files) == before and _consistent(_signature(run_dir)):
+        after = _signature(run_dir)  # best.ckpt included: the write order is checked on every file
+        if {k: v for k, v in after.items() if k in files} == before and _consistent(after):
             break
         time.sleep(wait)
     else:

@@ -18,7 +18,6 @@ top-1 is the result; the best epoch is chosen on val/ and so is optimistic). Run
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -28,7 +27,7 @@ import yaml
 from benchutil import ROOT, key_values, portable_command, save_report
 from run_snapshot import epochs_done
 
-from resdist.fsutil import published, remove_abandoned  # imports no MindSpore
+from resdist.fsutil import published, remove_abandoned_staging  # imports no MindSpore
 
 RECIPE = os.path.join("configs", "digits_finetune.yaml")
 TRAIN_PER_CLASS = 100
@@ -59,8 +58,7 @@ def write_digits_folder(images, labels, root, train_per_class=TRAIN_PER_CLASS, s
     renamed, so an interrupted write leaves nothing that looks complete; an existing folder is reused."""
     if os.path.isdir(root):
         return root
-    remove_abandoned(os.path.dirname(os.path.abspath(root)),
-                     re.escape(os.path.basename(root)) + r"\.(\d+)\.partial$")  # an earlier, interrupted write
+    remove_abandoned_staging(root)  # an earlier, interrupted write
     with published(root) as staging:
         _write_digits(images, labels, staging, train_per_class, seed)
     return root

@@ -174,10 +174,10 @@ def check_inputs(args):
                            f"replace it, or choose another --model_name")
     result = read_eval_json(args.eval_json)
     state = ckpt_io.read(args.ckpt_file, "--ckpt_file")
-    stem = None if model_info(args.arch).family == "cifar" else "cifar"  # a CIFAR-10 card: 32x32 images
-    ckpt_io.load_network(create_model(args.arch, num_classes=10, **({"stem": stem} if stem else {})), state,
-                         "--ckpt_file", args.ckpt_file, args.arch,
-                         ckpt_io.network_identity(args.arch, "full", stem))  # its record first, then names and shapes
+    stem = model_info(args.arch).stem_options("cifar")  # a CIFAR-10 card: 32x32 images
+    # its record first, then names and shapes
+    ckpt_io.load_network(create_model(args.arch, num_classes=10, **stem), state, "--ckpt_file", args.ckpt_file,
+                         args.arch, ckpt_io.network_identity(args.arch, "full", stem.get("stem")))
     result["trained_how"] = trained_how(state, args.ckpt_file)
     wrong = [f"{key} {result[key]!r} (expected {want!r})" for key, want in
              (("model_sha256", ckpt_io.file_sha256(args.ckpt_file)), ("arch", args.arch), ("dataset", "cifar10"),

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from resdist.fsutil import published, remove_abandoned, staging_name, write_json
+from resdist.fsutil import published, remove_abandoned_staging, staging_name, write_json
 
 
 def test_a_write_that_fails_midway_keeps_the_old_file_and_leaves_nothing(tmp_path):
@@ -48,5 +48,5 @@ def test_only_a_dead_writers_staging_is_removed(tmp_path):
     open(mine, "w").close()
     dead = tmp_path / "out.999999999.partial"  # no such pid
     dead.write_text("half")
-    assert remove_abandoned(str(tmp_path), r"out\.(\d+)\.partial$") == ["out.999999999.partial"]
+    assert remove_abandoned_staging(str(tmp_path / "out")) == ["out.999999999.partial"]
     assert os.path.exists(mine) and not dead.exists()

@@ -14,7 +14,7 @@ def network_options(cfg, arch):
     """The config's stem and plain variant, where ``arch`` has them (the registry says: CIFAR-family networks
     have one stem; only plain networks have a plain variant)."""
     info = model_info(arch)
-    options = {} if info.family == "cifar" else {"stem": resolve_stem(cfg)}
+    options = info.stem_options(resolve_stem(cfg))
     if not info.residual:
         options["plain_variant"] = cfg.plain_variant
     return options

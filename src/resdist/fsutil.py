@@ -56,6 +56,12 @@ def pid_running(pid):
     return True
 
 
+def remove_abandoned_staging(path):
+    """Remove what writers of ``path`` that were killed midway left (``staging_name(path)`` of a dead pid)."""
+    folder, name = os.path.split(os.path.abspath(path))
+    return remove_abandoned(folder, re.escape(name) + r"\.(\d+)\.partial$")
+
+
 def remove_abandoned(folder, pattern):
     """Remove the entries of ``folder`` whose name matches ``pattern`` (a regex whose group 1 is the writer's
     pid) and whose writer no longer runs. Returns their names."""

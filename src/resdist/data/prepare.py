@@ -7,12 +7,11 @@ Caltech101 (Fei-Fei et al. 2004): ``101_ObjectCategories/<class>/<file>``; the u
 of training images per class (30), drawn with a seed, the rest for testing, ``BACKGROUND_Google`` excluded.
 """
 import os
-import re
 
 import numpy as np
 
 from ..errors import UserError
-from ..fsutil import published, remove_abandoned
+from ..fsutil import published, remove_abandoned_staging
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
@@ -81,8 +80,7 @@ def write_image_folder(splits, output):
     """``output/{train,val}/<class>/<file>`` as symbolic links; every class must have images in both splits.
     Made under a temporary name and renamed, so a refused or interrupted run leaves no half-made folder (one a
     killed run left is removed by the next)."""
-    parent, name = os.path.split(os.path.abspath(output))
-    remove_abandoned(parent, re.escape(name) + r"\.(\d+)\.partial$")  # of a run killed midway
+    remove_abandoned_staging(output)  # of a run killed midway
     if os.path.exists(output):
         raise PrepareError(f"{output} exists; remove it or choose another --output")
     classes = {split: {c for c, _ in entries} for split, entries in splits.items()}

@@ -18,6 +18,11 @@ class ModelInfo:
     def stems(self):
         return ("cifar",) if self.family == "cifar" else ("imagenet", "cifar")
 
+    def stem_options(self, stem):
+        """``create_model``'s stem argument: ``{"stem": stem}`` where this network has a choice of stems
+        (ResNet-18/34/50 and their plain twins), else ``{}`` (a CIFAR-family network has one)."""
+        return {"stem": stem} if len(self.stems) > 1 else {}
+
 
 def register_model(fn=None, *, residual=True, family="imagenet", teacher=None, default_num_classes=1000):
     """Register ``fn`` (a factory ``fn(num_classes=..., **kwargs) -> nn.Cell``) under its ``__name__``; usable
