@@ -1,9 +1,11 @@
 #!/usr/bin/env python
 """The CIFAR-10 studies: does Residual Distillation make a deep plain network trainable, and as accurate as its ResNet?
 
-Two named studies, each a list of rows trained with one shared budget (a recipe YAML) to which every row adds its
-network, procedure, teacher and seed; validation is the held-out data_batch_5 in both:
+Three named studies, each a list of rows trained with one shared budget (a recipe YAML) to which every row adds
+its network, procedure, teacher and seed; validation is the held-out data_batch_5 in all:
   converged  configs/cifar10_converged.yaml: all 40,000 training images, 60 epochs (18,720 steps)
+  plain18    configs/cifar10_plain18_study.yaml: the paper's own CIFAR pair, ResNet-18 and plain-18 with the CIFAR
+             stem, the converged recipe for 30 epochs (9,360 steps)
   short      configs/cifar10_study.yaml: a fixed 10,000-image subset, 12 epochs (936 steps); the budget-limited
              record, finished
 
@@ -372,7 +374,7 @@ def run_row(row, args):
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--study", default=CONVERGED.name, choices=list(STUDIES),
-                        help="which study (default: %(default)s)")
+                        help="which study: converged, plain18 or short, as above (default: %(default)s)")
     parser.add_argument("--data_path", default="", help="CIFAR-10 binary folder (data_batch_1..5.bin)")
     parser.add_argument("--rows", default="", help="comma-separated row names (default: every row, in order)")
     parser.add_argument("--output_dir", default="",

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The CIFAR-10 studies (docs/results.md): every row that is not finished yet, resumable.
-#   bash scripts/run_cifar10_study.sh DATA_PATH [--study converged|short] [--rows a,b] [--git_commit]
+#   bash scripts/run_cifar10_study.sh DATA_PATH [--study converged|plain18|short] [--rows a,b] [--git_commit]
 #        [--snapshot_minutes 60] [...]   (every 60 min of a training row: snapshot it, committed with --git_commit)
-# --study converged (default): all 40,000 training images, 60 epochs; short: the finished 10k-image, 12-epoch study.
-# Row results: bench/results/cifar10_converged/ (or cifar10_study/); run folders: runs/<same name>/ (or --output_dir).
+# --study converged (default): all 40,000 training images, 60 epochs; plain18: ResNet-18 / plain-18 (CIFAR stem),
+# 30 epochs; short: the finished 10k-image, 12-epoch study.
+# Row results: bench/results/cifar10_converged/ (or cifar10_plain18/, cifar10_study/); run folders: runs/<same name>/ (or --output_dir).
 set -euo pipefail
 if [ $# -lt 1 ] || [ "$1" = "-h" ] || [ "$1" = "--help" ]; then
     echo "Usage: bash $0 DATA_PATH [bench/cifar10_study.py options]" >&2

@@ -153,3 +153,72 @@ def test_the_modules_entry_points_import_first_import_no_mindspore():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[]"
+
+
+def _expand_braces(pattern):
+    """`a{b,c}d` -> [abd, acd], nested left to right (the README's way of naming families of recipes)."""
+    import re
+
+    found = re.search(r"\{([^{}]*)\}", pattern)
+    if not found:
+        return [pattern]
+    head, tail = pattern[:found.start()], pattern[found.end():]
+    return [name for option in found.group(1).split(",") for name in _expand_braces(head + option + tail)]
+
+
+def readme_recipes():
+    """The recipe names README's `Recipes` table lists in its first column, braces expanded."""
+    import re
+
+    text = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    section = text.split("## Recipes", 1)[1].split("\n## ", 1)[0]
+    names = set()
+    for line in section.splitlines():
+        if line.startswith("| `"):
+            for token in re.findall(r"`([^`]+)`", line.split("|")[1]):
+                names.update(_expand_braces(token))
+    return names
+
+
+def test_readme_recipe_table_names_every_recipe_and_only_those():
+    assert _expand_braces("x{1,2}_{a,b}") == ["x1_a", "x1_b", "x2_a", "x2_b"]
+    on_disk = {os.path.basename(p)[:-5] for p in CONFIGS}
+    listed = readme_recipes()
+    assert not on_disk - listed, f"recipes missing from README's Recipes table: {sorted(on_disk - listed)}"
+    assert not listed - on_disk, f"README's Recipes table names recipes that do not exist: {sorted(listed - on_disk)}"
+
+
+def _heading_anchors(path):
+    """GitHub's anchors of a Markdown file's headings (lower case, punctuation dropped, spaces to hyphens)."""
+    import re
+
+    anchors = set()
+    in_code = False
+    for line in open(path, encoding="utf-8"):
+        if line.startswith("```"):
+            in_code = not in_code
+        elif not in_code and line.startswith("#"):
+            title = line.lstrip("#").strip().lower()
+            anchors.add(re.sub(r"[^\w\- ]", "", title).replace(" ", "-"))
+    return anchors
+
+
+def test_relative_links_in_readme_and_docs_point_at_files_and_headings_that_exist():
+    import re
+
+    pages = [os.path.join(ROOT, "README.md")] + sorted(glob.glob(os.path.join(ROOT, "docs", "*.md")))
+    broken, checked = [], 0
+    for page in pages:
+        text = open(page, encoding="utf-8").read()
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+:", target):  # http(s), mailto: not checked here
+                continue
+            path, _, anchor = target.partition("#")
+            resolved = os.path.normpath(os.path.join(os.path.dirname(page), path)) if path else page
+            checked += 1
+            if not os.path.exists(resolved):
+                broken.append(f"{os.path.relpath(page, ROOT)}: {target} (no such file)")
+            elif anchor and resolved.endswith(".md") and anchor not in _heading_anchors(resolved):
+                broken.append(f"{os.path.relpath(page, ROOT)}: {target} (no such heading)")
+    assert checked > 20  # the reader found the links
+    assert not broken, broken
