@@ -67,7 +67,7 @@ was trained, on this project's 2-core CPU machine (the paper trains for 200 epoc
 and evaluated with
 
     {evaluated_with}
-
+{choosing}
 ## Usage
 
 ```python
@@ -154,6 +154,27 @@ def read_eval_json(path):
     return result
 
 
+def read_choosing(path):
+    """The text of the card's "Which model to choose" section (Markdown, --choosing), checked not to break the
+    card's layout: no `---` line (the header's fence) and no heading of its own. "" without --choosing."""
+    if not path:
+        return ""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PublishError(f"--choosing {path} cannot be read ({exc.__class__.__name__}); pass a UTF-8 Markdown "
+                           f"file") from None
+    if not text:
+        raise PublishError(f"--choosing {path} is empty; write the comparison in it, or leave --choosing out")
+    bad = [line for line in text.splitlines() if line.startswith(("---", "#"))]
+    if bad:
+        raise PublishError(f"--choosing {path} has a line starting with '---' or '#' ({bad[0][:40]!r}): the card "
+                           f"gives the section its heading and its header ends at a '---' line; use plain "
+                           f"paragraphs, lists and tables")
+    return f"\n## Which model to choose\n\n{text}\n"
+
+
 def check_inputs(args):
     """Everything publishing could trip on, before anything is written: the name, an existing model, the
     checkpoint and its record of how it was trained, and that the eval JSON measured this very checkpoint, as this
@@ -179,6 +200,7 @@ def check_inputs(args):
     ckpt_io.load_network(create_model(args.arch, num_classes=10, **stem), state, "--ckpt_file", args.ckpt_file,
                          args.arch, ckpt_io.network_identity(args.arch, "full", stem.get("stem")))
     result["trained_how"] = trained_how(state, args.ckpt_file)
+    result["choosing"] = read_choosing(args.choosing)
     wrong = [f"{key} {result[key]!r} (expected {want!r})" for key, want in
              (("model_sha256", ckpt_io.file_sha256(args.ckpt_file)), ("arch", args.arch), ("dataset", "cifar10"),
               ("model_kind", "checkpoint")) if result[key] != want]
@@ -238,7 +260,7 @@ def make_files(args, result, staging):
                        publisher=args.publisher, ckpt_name=f"hub/assets/{args.model_name}.ckpt",
                        arch_title=args.arch.replace("plain", "plain-"), int8_accuracy=int8_accuracy,
                        trained_how=result["trained_how"][0], introduction=result["trained_how"][1],
-                       activations=args.quant_activations)
+                       activations=args.quant_activations, choosing=result["choosing"])
     with open(base + ".md", "w", encoding="utf-8") as f:
         f.write(card)
     staged = [base + "." + s for s in SUFFIXES] + [base + ".md"]
@@ -259,6 +281,10 @@ def main(argv=None):
                         help="the INT8 file's activation type (export.py --quant_activations): uint8 is fastest "
                              "for a ResNet in onnxruntime (its additions fuse), int8 can be faster for a plain "
                              "network (docs/performance.md)")
+    parser.add_argument("--choosing", default="", metavar="FILE",
+                        help="a Markdown file for the card's 'Which model to choose' section: how this model "
+                             "compares with the others published (accuracy, size, latency measured, each figure "
+                             "from a named run); no headings of its own")
     parser.add_argument("--repo_link", required=True)
     parser.add_argument("--hub_dir", default=os.path.join(ROOT, "hub"), help="where assets/ and mshub_res/ are")
     parser.add_argument("--publisher", default="resdist")

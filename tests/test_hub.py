@@ -200,18 +200,22 @@ def test_publishing_writes_an_int8_asset_with_its_measured_accuracy(made_cifar10
     common = ["--arch", "plain8", "--dataset", "cifar10", "--data_path", made_cifar10, "--val_split", "data_batch_5"]
     assert eval_script.main(common + ["--ckpt_file", ckpt, "--output_json", str(tmp_path / "eval.json")]) == 0
     hub = tmp_path / "hub"
+    choosing = tmp_path / "choosing.md"
+    choosing.write_text("| model | top-1 |\n|---|---|\n| p8_test | measured |\n\nChoose it for its size.\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.join(ROOT, "src"), os.environ.get("PYTHONPATH", "")])}
     made = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "make_hub_card.py"), "--ckpt_file", ckpt,
                            "--arch", "plain8", "--model_name", "p8_test", "--eval_json", str(tmp_path / "eval.json"),
                            "--trained_with", "python train.py ...", "--data_path", made_cifar10, "--repo_link",
                            "https://github.com/resdist/resdist", "--hub_dir", str(hub), "--quant_activations",
-                           "int8"], capture_output=True, text=True, env=env, timeout=900)
+                           "int8", "--choosing", str(choosing)], capture_output=True, text=True, env=env, timeout=900)
     assert made.returncode == 0, made.stderr[-3000:]
     assert "note: add 'p8_test' to PUBLISHED in mindspore_hub_conf.py" in made.stdout  # else its usage code fails
     header, body = check_card(str(hub / "mshub_res" / "assets" / "resdist" / "1.0" / "p8_test.md"), hub / "assets")
     assert [a["asset-link"].rsplit("/", 1)[-1] for a in header["asset"]][-1] == "p8_test.int8.onnx"
     assert header["summary"] == "plain-8 without shortcuts trained alone, without a teacher"
     assert "trained on CIFAR-10 alone, with the cross-entropy" in body and "from a ResNet teacher" not in body
+    assert "\n## Which model to choose\n\n| model | top-1 |\n|---|---|\n" in body  # between the card's sections
+    assert body.index("## Introduction") < body.index("## Which model to choose") < body.index("## Usage")
     stated = float(re.search(r"`p8_test\.int8\.onnx` .*? scores ([0-9.]+)% top-1", body, re.S).group(1))
     out = str(tmp_path / "int8.json")
     assert eval_script.main(common + ["--onnx", str(hub / "assets" / "p8_test.int8.onnx"), "--output_json", out]) == 0
@@ -274,6 +278,9 @@ def to_publish(tmp_path_factory):
     ("no_training_record", "does not record how it was trained (procedure, dataset): publish a checkpoint "
                            "train.py wrote"),
     ("trained_on_synthetic", "was trained on synthetic, not cifar10: the card publishes CIFAR-10 models"),
+    ("choosing_missing", "choosing.md cannot be read (FileNotFoundError); pass a UTF-8 Markdown file"),
+    ("choosing_with_a_fence", "has a line starting with '---' or '#' ('---'): the card gives the section"),
+    ("choosing_with_a_heading", "has a line starting with '---' or '#' ('## Compared'): the card gives"),
 ])
 def test_publishing_refuses_bad_input_and_writes_nothing(to_publish, tmp_path, capsys, case, message):
     import json
@@ -316,13 +323,19 @@ def test_publishing_refuses_bad_input_and_writes_nothing(to_publish, tmp_path, c
         ckpt_io.save(ckpt, ckpt_io.network_params(create_model("plain20", num_classes=10)),
                      {**ckpt_io.network_identity("plain20", "full"), **record})
         changed["model_sha256"] = ckpt_io.file_sha256(ckpt)
+    extra = []
+    if case.startswith("choosing"):
+        choosing = tmp_path / "choosing.md"
+        if case != "choosing_missing":
+            choosing.write_text("Pick this one for size.\n" + ("---\n" if "fence" in case else "## Compared\n"))
+        extra = ["--choosing", str(choosing)]
     if changed != result:
         eval_json = str(tmp_path / "changed.json")
         json.dump(changed, open(eval_json, "w"))
     before = _files(hub)
     code = _publisher().main(["--ckpt_file", ckpt, "--arch", arch, "--model_name", name, "--eval_json", eval_json,
                               "--trained_with", "python train.py ...", "--data_path", str(tmp_path / "data"),
-                              "--repo_link", "https://github.com/resdist/resdist", "--hub_dir", str(hub)])
+                              "--repo_link", "https://github.com/resdist/resdist", "--hub_dir", str(hub)] + extra)
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.startswith("error: ") and "\n" not in err and message in err, err
     assert _files(hub) == before
