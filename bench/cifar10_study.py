@@ -246,7 +246,8 @@ def panel_of(row, study):
 
 
 def report(results_dir, study):
-    """Regenerate table.md (mean and half-range over seeds per group) and val_top1.png from the row JSONs."""
+    """Regenerate table.md (mean and half-range over seeds per group), val_top1.png and train_acc.png (how fast
+    each row fits its training data: under-fitting shows there, not in validation) from the row JSONs."""
     results = load_results(results_dir, study)
     if not results:
         print("no finished rows yet")
@@ -273,19 +274,23 @@ def report(results_dir, study):
     # one panel per teacher and its students, on one y scale; rows drawn in the study's order, however they finished
     order = study.names  # load_results reads the study's rows only
     colours = row_colours(order, study)
-    by_teacher = {}
-    for name in sorted(results, key=order.index):
-        epochs = results[name]["epochs"]
-        by_teacher.setdefault(panel_of(study.row(name), study), {})[name] = (
-            [e["epoch"] for e in epochs], [e["val_top1"] for e in epochs])
-    panels = [{"series": series, "title": f"{study.row(teacher).arch} and its plain students: validation top-1 "
-                                          f"per epoch (held-out data_batch_5)",
-               "xlabel": "epoch", "ylabel": "val top-1 (%)",
-               "dashed": [n for n in series if study.row(n).procedure == "teacher"],
-               "colours": {n: colours[n] for n in series}}
-              for teacher, series in sorted(by_teacher.items(), key=lambda item: order.index(item[0]))]
-    png = side_by_side(panels, os.path.join(results_dir, "val_top1.png"))
-    return [os.path.join(results_dir, "table.md"), png]
+    pngs = []
+    for key, file_name, what, ylabel in (
+            ("val_top1", "val_top1.png", "validation top-1 per epoch (held-out data_batch_5)", "val top-1 (%)"),
+            ("train_acc", "train_acc.png", "training accuracy per epoch (augmented batches, as trained)",
+             "train acc (%)")):
+        by_teacher = {}
+        for name in sorted(results, key=order.index):
+            epochs = results[name]["epochs"]
+            by_teacher.setdefault(panel_of(study.row(name), study), {})[name] = (
+                [e["epoch"] for e in epochs], [e[key] for e in epochs])
+        panels = [{"series": series, "title": f"{study.row(teacher).arch} and its plain students: {what}",
+                   "xlabel": "epoch", "ylabel": ylabel,
+                   "dashed": [n for n in series if study.row(n).procedure == "teacher"],
+                   "colours": {n: colours[n] for n in series}}
+                  for teacher, series in sorted(by_teacher.items(), key=lambda item: order.index(item[0]))]
+        pngs.append(side_by_side(panels, os.path.join(results_dir, file_name)))
+    return [os.path.join(results_dir, "table.md")] + [p for p in pngs if p]
 
 
 def after_row(command, row, study, files, message=""):
@@ -380,7 +385,8 @@ def parse_args(argv):
     parser.add_argument("--output_dir", default="",
                         help="run folders (checkpoints, logs); default runs/<the results folder's name>")
     parser.add_argument("--results_dir", default="",
-                        help="where the row JSONs, table.md and val_top1.png go; default the study's folder, "
+                        help="where the row JSONs, table.md, val_top1.png and train_acc.png go; default the "
+                             "study's folder, "
                              + ", ".join(f"{s.results} ({s.name})" for s in STUDIES.values()))
     parser.add_argument("--recipe", default="", help="the shared budget (YAML); default the study's, "
                         + ", ".join(f"{s.recipe} ({s.name})" for s in STUDIES.values()))

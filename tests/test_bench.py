@@ -139,8 +139,9 @@ def test_study_commands_carry_no_machine_paths_and_the_table_averages_seeds(tmp_
             "10 min, 10 min |") in table
     from PIL import Image
 
-    with Image.open(tmp_path / "val_top1.png") as png:  # one panel per teacher, side by side
-        assert png.size == (2 * 760, 520)
+    for name in ("val_top1.png", "train_acc.png"):
+        with Image.open(tmp_path / name) as png:  # one panel per teacher, side by side
+            assert png.size == (2 * 760, 520)
     colours = study.row_colours(study.SHORT.names, study.SHORT)  # a colour per role, whatever depth or seed
     assert colours["plain56_rd_seed1"] == colours["plain56_rd_seed2"] == colours["plain20_rd"]
     assert colours["resnet20_teacher"] == colours["resnet56_teacher"]
@@ -177,7 +178,8 @@ def test_study_runner_skips_finished_rows_and_continues_an_interrupted_one(tmp_p
     calls = hook_log.read_text().splitlines()  # once per finished row, with its files
     assert [c.split()[:2] for c in calls] == [["converged", "resnet20_teacher"], ["converged", "plain20_alone"]]
     assert f"{results}/plain20_alone.json" in calls[1].split() and f"{results}/table.md" in calls[1].split()
-    assert {"resnet20_teacher.json", "resnet20_teacher.ckpt", "plain20_alone.json", "table.md", "val_top1.png"} <= \
+    assert {"resnet20_teacher.json", "resnet20_teacher.ckpt", "plain20_alone.json", "table.md", "val_top1.png",
+            "train_acc.png"} <= \
         {p.name for p in results.iterdir()}
     row = json.loads((results / "plain20_alone.json").read_text())
     assert [e["epoch"] for e in row["epochs"]] == [1] and str(tmp_path) not in row["command"]
