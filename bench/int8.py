@@ -70,9 +70,8 @@ def make_models(spec, folder, batches, calib_size, first_conv_weights="uint8"):
     from resdist.models import create_model, model_info
 
     # 224: the ImageNet stem; 32: the CIFAR stem where the network has a choice (ResNet-18, the paper's CIFAR pair)
-    stem = model_info(spec["arch"]).stem_options("imagenet" if spec["size"] > 64 else "cifar")
-    kwargs = {"num_classes": 10, **stem}
-    net = create_model(spec["arch"], **kwargs)
+    stem = "imagenet" if spec["size"] > 64 else "cifar"
+    net = create_model(spec["arch"], num_classes=10, **model_info(spec["arch"]).stem_options(stem))
     if spec["ckpt"]:
         ckpt_io.load_network(net, ckpt_io.read(spec["ckpt"]), arch=spec["arch"])
     net.set_train(False)

@@ -1,6 +1,7 @@
 """Repository-level promises: recipes parse, README's test command is the one CI runs."""
 import glob
 import os
+import re
 
 import pytest
 from conftest import ROOT
@@ -157,8 +158,6 @@ def test_the_modules_entry_points_import_first_import_no_mindspore():
 
 def _expand_braces(pattern):
     """`a{b,c}d` -> [abd, acd], nested left to right (the README's way of naming families of recipes)."""
-    import re
-
     found = re.search(r"\{([^{}]*)\}", pattern)
     if not found:
         return [pattern]
@@ -168,8 +167,6 @@ def _expand_braces(pattern):
 
 def readme_recipes():
     """The recipe names README's `Recipes` table lists in its first column, braces expanded."""
-    import re
-
     text = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
     section = text.split("## Recipes", 1)[1].split("\n## ", 1)[0]
     names = set()
@@ -190,8 +187,6 @@ def test_readme_recipe_table_names_every_recipe_and_only_those():
 
 def _heading_anchors(path):
     """GitHub's anchors of a Markdown file's headings (lower case, punctuation dropped, spaces to hyphens)."""
-    import re
-
     anchors = set()
     in_code = False
     for line in open(path, encoding="utf-8"):
@@ -204,8 +199,6 @@ def _heading_anchors(path):
 
 
 def test_relative_links_in_readme_and_docs_point_at_files_and_headings_that_exist():
-    import re
-
     pages = [os.path.join(ROOT, "README.md")] + sorted(glob.glob(os.path.join(ROOT, "docs", "*.md")))
     broken, checked = [], 0
     for page in pages:
