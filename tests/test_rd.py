@@ -216,6 +216,13 @@ def test_dirac_convolutions_fold_into_the_plain_student(tmp_path):
     ckpt_io.load_network(deployed, state, path=path, arch="plain20")
     deployed.set_train(False)
     np.testing.assert_allclose(deployed(images).asnumpy(), inside, rtol=1e-4, atol=1e-4)
+    # the training state (Dirac scales stored, as in last.ckpt) loads into the plain network too, folded on load
+    ckpt_io.save(path, ckpt_io.network_params(student), {"arch": "plain20"})
+    assert "stages.0.0.conv1.dirac_alpha" in ckpt_io.read(path)
+    deployed = create_model("plain20", num_classes=10)
+    ckpt_io.load_network(deployed, ckpt_io.read(path), path=path, arch="plain20")
+    deployed.set_train(False)
+    np.testing.assert_allclose(deployed(images).asnumpy(), inside, rtol=1e-4, atol=1e-4)
 
 
 def test_bad_rd_settings_are_clear():

@@ -139,6 +139,10 @@ def test_rd_run_logs_every_term_and_saves_a_deployable_student(trained_run, tmp_
     assert json.load(open(result))["top1"] == pytest.approx(best)
     state = ckpt_io.read(os.path.join(out, "last.ckpt"))  # the training state keeps connector and Dirac scales
     assert "train_state.connector.conv.weight" in state and "stages.0.0.conv1.dirac_alpha" in state
+    # and eval.py scores it as training did at its epoch (Dirac convolutions folded on loading)
+    assert eval_script.main(["--arch", "plain8", "--synthetic_val_size", "64", "--batch_size", "32",
+                             "--ckpt_file", os.path.join(out, "last.ckpt"), "--output_json", result]) == 0
+    assert json.load(open(result))["top1"] == pytest.approx(metrics[-1]["val_top1"])
 
 
 def test_resumed_rd_reads_each_checkpoint_once(trained_run, tmp_path, monkeypatch):

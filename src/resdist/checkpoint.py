@@ -144,12 +144,16 @@ def load_network(net, ckpt, what="checkpoint", path="", arch=None, expected=None
     """Copy the weights of ``net`` from ``ckpt`` (a dict from ``read``). The checkpoint's own record (arch,
     plain variant, stem) must match ``expected`` (default: ``{"arch": arch}``) where it has one; every parameter
     of ``net`` must be present with the same shape; extra entries are allowed only for optimizer state and
-    metadata."""
+    metadata. A Dirac run's training state loads into the plain network, its Dirac convolutions folded."""
     import mindspore as ms
 
     check_identity(ckpt, what, path, expected if expected is not None else ({"arch": arch} if arch else {}))
     params = network_params(net)
     stored = {k: v for k, v in ckpt.items() if isinstance(v, ms.Tensor)}  # Parameters too; not str metadata
+    if any(n.endswith(".dirac_alpha") for n in stored) and not any(n.endswith(".dirac_alpha") for n in params):
+        from .models.dirac import fold_state  # a Dirac run's training state, into the network it deploys as
+
+        stored = fold_state(stored)
     missing = [n for n in params if n not in stored]
     shape_bad = [f"{n} {tuple(stored[n].shape)} vs {tuple(params[n].shape)}"
                  for n in params if n in stored and tuple(stored[n].shape) != tuple(params[n].shape)]

@@ -74,3 +74,17 @@ def deployable_params(net):
             params[f"{path}.weight"] = Tensor(cell.effective_weight().asnumpy(), ms.float32)
             del params[f"{path}.dirac_alpha"], params[f"{path}.dirac_beta"]
     return params
+
+
+def fold_state(state):
+    """``state`` ({name: Tensor}, as read from a checkpoint) with each Dirac convolution's weight, dirac_alpha and
+    dirac_beta folded into one plain weight, as ``deployable_params`` does for a network: a Dirac run's training
+    state (last.ckpt, epoch_NNNN.ckpt) then loads into the network without Dirac parametrisation."""
+    folded = dict(state)
+    for name in [n for n in state if n.endswith(".dirac_alpha")]:
+        path = name[:-len(".dirac_alpha")]
+        weight = state[f"{path}.weight"].asnumpy()
+        alpha, beta = (folded.pop(f"{path}.{key}").asnumpy().reshape(-1, 1, 1, 1) for key in ("dirac_alpha",
+                                                                                              "dirac_beta"))
+        folded[f"{path}.weight"] = Tensor(alpha * identity_kernel(weight.shape) + beta * weight, ms.float32)
+    return folded
