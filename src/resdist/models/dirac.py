@@ -68,18 +68,13 @@ def apply_dirac(net, keep_function=False):
 def deployable_params(net):
     """{name: Tensor} of ``net`` with Dirac convolutions folded into plain conv weights: loads straight into
     the network without Dirac parametrisation (``create_model(arch)``)."""
-    params = {name: param.value() for name, param in net.parameters_and_names()}
-    for path, cell in net.cells_and_names():
-        if isinstance(cell, DiracConv2d):
-            params[f"{path}.weight"] = Tensor(cell.effective_weight().asnumpy(), ms.float32)
-            del params[f"{path}.dirac_alpha"], params[f"{path}.dirac_beta"]
-    return params
+    return fold_state({name: param.value() for name, param in net.parameters_and_names()})
 
 
 def fold_state(state):
-    """``state`` ({name: Tensor}, as read from a checkpoint) with each Dirac convolution's weight, dirac_alpha and
-    dirac_beta folded into one plain weight, as ``deployable_params`` does for a network: a Dirac run's training
-    state (last.ckpt, epoch_NNNN.ckpt) then loads into the network without Dirac parametrisation."""
+    """``state`` ({name: Tensor}: a network's parameters, or a checkpoint as read) with each Dirac convolution's
+    weight, dirac_alpha and dirac_beta folded into one plain weight; a Dirac run's training state (last.ckpt,
+    epoch_NNNN.ckpt) then loads into the network without Dirac parametrisation."""
     folded = dict(state)
     for name in [n for n in state if n.endswith(".dirac_alpha")]:
         path = name[:-len(".dirac_alpha")]
