@@ -7,15 +7,21 @@ from resdist.fsutil import write_text  # imports no MindSpore
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def portable_path(path):
+    """``path`` as a committed report may name it: relative to the repository when inside it, else its last part
+    only (no machine's folders)."""
+    path = os.path.abspath(path)
+    if os.path.commonpath([ROOT, path]) == ROOT:
+        return os.path.relpath(path, ROOT)
+    return os.path.basename(path.rstrip(os.sep))
+
+
 def portable_command(script, argv):
-    """The command line as a reader can reuse it: absolute paths inside the repository become relative to it and
-    other absolute paths keep only their last part, so a committed report names no machine's folders."""
+    """The command line as a reader can reuse it: absolute paths (alone or in a comma-separated list) as
+    ``portable_path`` gives them."""
     def portable(arg):
         prefix, sep, value = arg.partition("=") if arg.startswith("--") and "=" in arg else ("", "", arg)
-        if os.path.isabs(value):
-            inside = os.path.commonpath([ROOT, os.path.abspath(value)]) == ROOT
-            value = os.path.relpath(value, ROOT) if inside else os.path.basename(value.rstrip(os.sep))
-        return prefix + sep + value
+        return prefix + sep + ",".join(portable_path(v) if os.path.isabs(v) else v for v in value.split(","))
     return " ".join([os.path.basename(script)] + [portable(a) for a in argv])
 
 

@@ -23,8 +23,10 @@ def test_settings_are_environment_variables_or_benchmark_arguments():
 def test_recorded_commands_name_no_machine_folders():
     import benchutil
     command = benchutil.portable_command("/somewhere/bench/runtime_settings.py", [
-        "--output", os.path.join(ROOT, "bench", "results", "x.json"), "--output=/tmp/run7/y.json", "--nets", "r20"])
-    assert command == "runtime_settings.py --output bench/results/x.json --output=y.json --nets r20"
+        "--output", os.path.join(ROOT, "bench", "results", "x.json"), "--output=/tmp/run7/y.json", "--nets", "r20",
+        "--ckpt_files", "/tmp/a/b.ckpt,c.ckpt," + os.path.join(ROOT, "hub", "d.ckpt")])
+    assert command == ("runtime_settings.py --output bench/results/x.json --output=y.json --nets r20 "
+                       "--ckpt_files b.ckpt,c.ckpt,hub/d.ckpt")
 
 
 def test_committed_bench_reports_name_no_machine_folders():
@@ -574,6 +576,55 @@ def test_bn_recalibration_reports_both_accuracies_and_refuses_a_checkpoint_witho
     out2 = tmp_path / "report2.json"
     assert bn_recalibration.main(["--ckpt_file", anonymous, "--data_path", made_cifar10, "--images", "128",
                                   "--batch_size", "64", "--output", str(out2)]) == 2
+    assert "records no network (arch)" in capsys.readouterr().err and not out2.exists()
+
+
+def test_int8_weight_facts_count_the_levels_a_dominant_centre_tap_leaves():
+    import int8_weights
+
+    weight = np.zeros((2, 2, 3, 3))
+    weight[0, 0, 1, 1], weight[0, 1, 0, 0], weight[0, 0, 2, 2] = 127.0, 1.0, -0.6  # channel 0: identity-like
+    weight[1, 1, 1, 1], weight[1, 0, 2, 1] = 0.5, 2.0  # channel 1: an ordinary one, its largest weight off-centre
+    facts = int8_weights.layer_facts(weight)
+    # per channel, the largest |w| is 127 steps: 1.0 stays 1, -0.6 rounds to -1; channel 1 (scale 2/127) is exact
+    # to within half a step: 0.5 -> 32 steps of 2/127
+    error = 0.4 ** 2 + (0.5 - 32 * 2 / 127) ** 2
+    assert facts["sqnr_db"] == pytest.approx(10 * np.log10((127 ** 2 + 1 + 0.36 + 0.25 + 4) / error))
+    assert facts["centre_ratio"] == pytest.approx(np.median([127.0, 0.25]))
+    assert facts["levels_left"] == pytest.approx(127 / np.median([127.0, 0.25]))
+    assert "centre_ratio" not in int8_weights.layer_facts(np.ones((4, 2, 3, 3)))  # not square: no identity
+
+
+def test_int8_weights_report_a_dirac_student_folded_and_refuse_a_checkpoint_without_a_network(tmp_path, capsys):
+    import json
+
+    import int8_weights
+
+    from resdist import checkpoint as ckpt_io
+    from resdist.models import create_model
+    from resdist.models.dirac import apply_dirac
+
+    files = []
+    for dirac in (False, True):
+        net = create_model("plain8", num_classes=10)
+        if dirac:
+            apply_dirac(net)  # alpha 1, beta 0.1: the identity dominates every block convolution
+        files.append(str(tmp_path / f"dirac_{dirac}.ckpt"))
+        ckpt_io.save(files[-1], ckpt_io.network_params(net),
+                     {**ckpt_io.network_identity("plain8", "full"), "num_classes": 10})
+    out = tmp_path / "report.json"
+    assert int8_weights.main(["--ckpt_files", ",".join(files), "--output", str(out)]) == 0
+    plain, dirac = json.load(open(out))["networks"]
+    assert plain["convolutions"] == dirac["convolutions"] == 7 and plain["square_3x3"] == dirac["square_3x3"]
+    assert plain["centre_ratio_median"] < 1 and plain["layers_under_8_levels"] == 0
+    assert dirac["centre_ratio_median"] > 3 and dirac["levels_left_median"] < 127 / 3
+    assert dirac["sqnr_db_median"] < plain["sqnr_db_median"]
+    assert dirac["checkpoint"] == "dirac_True.ckpt"  # no machine folder in the report
+
+    anonymous = str(tmp_path / "anonymous.ckpt")
+    ckpt_io.save(anonymous, ckpt_io.network_params(create_model("plain8", num_classes=10)))
+    out2 = tmp_path / "report2.json"
+    assert int8_weights.main(["--ckpt_files", anonymous, "--output", str(out2)]) == 2
     assert "records no network (arch)" in capsys.readouterr().err and not out2.exists()
 
 
