@@ -87,24 +87,18 @@ def main(argv=None):
         import numpy as np
 
         from resdist import checkpoint as ckpt_io
+        from resdist.build import network_from_record
         from resdist.data import create_dataset
         from resdist.evaluate import evaluate
-        from resdist.models import create_model
 
         runtime.init_context("CPU", "graph", 0)
         state = ckpt_io.read(args.ckpt_file)
-        arch = ckpt_io.meta_value(state, "arch")
-        if not isinstance(arch, str):
-            raise UserError(f"{args.ckpt_file} records no network (arch): it was not saved by train.py")
+        arch, net = network_from_record(state, args.ckpt_file)
         val, info = create_dataset("cifar10", args.data_path, "val", 500)
         calib, calib_info = create_dataset("cifar10", args.data_path, "calib", args.batch_size,
                                            calib_size=args.images)
         train, train_info = create_dataset("cifar10", args.data_path, "train", args.batch_size,
                                            train_subset=args.images)
-        options = {key: ckpt_io.meta_value(state, key) for key in ("plain_variant", "stem")
-                   if isinstance(ckpt_io.meta_value(state, key), str)}
-        net = create_model(arch, num_classes=info["num_classes"], **options)
-        ckpt_io.load_network(net, state, "checkpoint", args.ckpt_file, arch)
         before = {"val": evaluate(net, val), "train_no_augmentation": evaluate(net, calib)}
         print(f"saved statistics: val top-1 {before['val']['top1']:.2f}%, "
               f"the {args.images} training images {before['train_no_augmentation']['top1']:.2f}%", flush=True)

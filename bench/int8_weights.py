@@ -61,18 +61,10 @@ def folded_conv_weights(ckpt_file):
     from mindspore import nn
 
     from resdist import checkpoint as ckpt_io
+    from resdist.build import network_from_record
     from resdist.deploy.fold import fold_batchnorm
-    from resdist.models import create_model
 
-    state = ckpt_io.read(ckpt_file, "--ckpt_files")
-    arch = ckpt_io.meta_value(state, "arch")
-    if not isinstance(arch, str):
-        raise UserError(f"--ckpt_files: {ckpt_file} records no network (arch): pass a checkpoint train.py saved")
-    options = {key: ckpt_io.meta_value(state, key) for key in ("plain_variant", "stem")
-               if isinstance(ckpt_io.meta_value(state, key), str)}
-    classes = ckpt_io.meta_value(state, "num_classes")
-    net = create_model(arch, num_classes=int(classes) if classes is not None else 10, **options)
-    ckpt_io.load_network(net, state, "--ckpt_files", ckpt_file, arch)
+    arch, net = network_from_record(ckpt_io.read(ckpt_file, "--ckpt_files"), ckpt_file, "--ckpt_files")
     folded = fold_batchnorm(net)
     return arch, [(name, cell.weight.asnumpy()) for name, cell in folded.cells_and_names()
                   if isinstance(cell, nn.Conv2d)]

@@ -125,3 +125,31 @@ def test_sgd_stat_is_rebuilt_from_the_step_counter_and_read_where_an_older_check
     fresh_net, fresh = sgd_after(0)
     ckpt_io.load_optimizer(fresh, fresh_net, ckpt_io.read(older), older)
     assert all((v == 0.0).all() for v in stats(fresh).values())
+
+
+def test_network_from_record_builds_the_recorded_network_with_its_classes_and_folds_a_dirac_state(tmp_path):
+    import mindspore as ms
+
+    from resdist.build import network_from_record
+    from resdist.models.dirac import apply_dirac
+
+    dirac = apply_dirac(create_model("plain8", num_classes=7))
+    dirac.set_train(False)
+    path = str(tmp_path / "dirac.ckpt")
+    ckpt_io.save(path, ckpt_io.network_params(dirac), ckpt_io.network_identity("plain8", "full"))
+    arch, net = network_from_record(ckpt_io.read(path), path)
+    assert arch == "plain8" and not net.training
+    images = ms.Tensor(np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32))
+    out = net(images).asnumpy()
+    assert out.shape == (2, 7)  # classes from the classifier, not a default
+    np.testing.assert_allclose(out, dirac(images).asnumpy(), rtol=1e-4, atol=1e-5)
+
+    anonymous, headless = str(tmp_path / "anonymous.ckpt"), str(tmp_path / "headless.ckpt")
+    params = ckpt_io.network_params(create_model("plain8", num_classes=10))
+    ckpt_io.save(anonymous, params)
+    ckpt_io.save(headless, {k: v for k, v in params.items() if not k.startswith("fc.")},
+                 ckpt_io.network_identity("plain8", "full"))
+    with pytest.raises(ckpt_io.CheckpointError, match="records no network"):
+        network_from_record(ckpt_io.read(anonymous), anonymous)
+    with pytest.raises(ckpt_io.CheckpointError, match=r"has no classifier \(fc.bias\)"):
+        network_from_record(ckpt_io.read(headless), headless)

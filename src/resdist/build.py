@@ -1,5 +1,5 @@
 """Glue between a Config and the library: networks and data sets built the same way by train and eval."""
-from .checkpoint import network_identity
+from .checkpoint import CheckpointError, classifier_classes, load_network, meta_value, network_identity
 from .data import create_dataset, native_image_size
 from .models import create_model, model_info
 
@@ -28,6 +28,21 @@ def build_network(cfg, arch, num_classes):
 def identity(cfg, arch):
     """The network record a checkpoint of ``arch`` built from ``cfg`` carries (arch, plain variant, stem)."""
     return network_identity(arch, **network_options(cfg, arch))
+
+
+def network_from_record(state, path, what="checkpoint"):
+    """(arch, network in evaluation mode) of a checkpoint train.py saved, built from the checkpoint's own record
+    (arch, plain variant, stem; classes from its classifier) and loaded: a Dirac run's training state folds into
+    the plain network it deploys as. For tools that take a checkpoint and nothing else."""
+    arch = meta_value(state, "arch")
+    if not isinstance(arch, str):
+        raise CheckpointError(f"{what} {path} records no network (arch): pass a checkpoint train.py saved")
+    options = {key: meta_value(state, key) for key in ("plain_variant", "stem")
+               if isinstance(meta_value(state, key), str)}
+    net = create_model(arch, num_classes=classifier_classes(state, path, what), **options)
+    load_network(net, state, what, path, arch)
+    net.set_train(False)
+    return arch, net
 
 
 def build_dataset(cfg, split, rank=0, group_size=1, batch_size=None):

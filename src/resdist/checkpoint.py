@@ -217,6 +217,14 @@ def meta_value(ckpt, key, default=None):
     return np.asarray(value.asnumpy()).item()
 
 
+def classifier_classes(ckpt, path, what="checkpoint"):
+    """How many classes the checkpoint's classifier (``fc``) has."""
+    bias = ckpt.get("fc.bias")
+    if bias is None:
+        raise CheckpointError(f"{what} {path} has no classifier (fc.bias): not a network checkpoint of this project")
+    return int(bias.shape[0])
+
+
 class CheckpointManager:
     """Training state (weights, optimizer, extra trained parameters) in last.ckpt every epoch and in the last N
     epoch_NNNN.ckpt files: what --resume reads. The deployable network alone (Dirac folded, no optimizer) in

@@ -40,14 +40,6 @@ class ExportCheckError(UserError):
     """The exported file did not pass its after-write check; nothing was written under the final name."""
 
 
-def checkpoint_num_classes(state, path):
-    bias = state.get("fc.bias")
-    if bias is None:
-        raise ckpt_io.CheckpointError(f"checkpoint {path} has no classifier (fc.bias): not a network checkpoint of "
-                                      f"this project")
-    return int(bias.shape[0])
-
-
 def input_shape(cfg):
     height = cfg.height or native_image_size(cfg.dataset) or cfg.image_size
     shape = (cfg.export_batch_size, 3, height, cfg.width or height)
@@ -96,7 +88,7 @@ def check_output(path, overwrite):
 def load_checkpoint_network(cfg):
     """The network of ``cfg.arch`` with ``cfg.ckpt_file`` loaded (its recorded arch/variant/stem checked)."""
     state = ckpt_io.read(cfg.ckpt_file)
-    num_classes = checkpoint_num_classes(state, cfg.ckpt_file)
+    num_classes = ckpt_io.classifier_classes(state, cfg.ckpt_file)
     if cfg.num_classes and cfg.num_classes != num_classes:
         raise ConfigError(f"num_classes={cfg.num_classes} but checkpoint {cfg.ckpt_file} has a {num_classes}-class "
                           f"classifier")
