@@ -37,3 +37,13 @@ def key_values(parser, items):
     if bad:
         parser.error(f"--set takes KEY=VALUE, not {bad[0]!r}")
     return [tuple(s.split("=", 1)) for s in items]
+
+
+def cpu_flags():
+    """The instruction sets that decide onnxruntime's x86 integer kernels (Linux; empty elsewhere)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return []
+    return sorted(set(flags) & {"avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512bw"})

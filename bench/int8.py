@@ -34,7 +34,7 @@ from resdist.errors import UserError  # noqa: E402
 
 runtime.prefer_fast_cpu_kernels()
 
-from benchutil import portable_command, save_report  # noqa: E402
+from benchutil import cpu_flags, portable_command, save_report  # noqa: E402
 from plotting import line_chart  # noqa: E402
 
 STUDY = os.path.join("bench", "results", "cifar10_converged")
@@ -94,16 +94,6 @@ def make_models(spec, folder, batches, calib_size, first_conv_weights="uint8"):
         path = paths[(variant, batches[0])]
         facts[variant] = {"bytes": os.path.getsize(path), "ops": optimized_ops(path)}
     return paths, facts
-
-
-def cpu_flags():
-    """The instruction sets that decide onnxruntime's x86 integer kernels (Linux; empty elsewhere)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
-    except OSError:
-        return []
-    return sorted(set(flags) & {"avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512bw"})
 
 
 def top1(path, data_path, reference=False, images=0):

@@ -628,6 +628,50 @@ def test_int8_weights_report_a_dirac_student_folded_and_refuse_a_checkpoint_with
     assert "records no network (arch)" in capsys.readouterr().err and not out2.exists()
 
 
+def test_int8_settings_measure_a_folded_dirac_student_against_its_own_float_model(made_cifar10, tmp_path, capsys):
+    """The float top-1 is the Dirac training network's own on the held-out images (folding and export lose
+    nothing); every setting is reported against it; bad settings and missing checkpoints write nothing."""
+    import json
+
+    import int8_settings
+    import mindspore as ms
+
+    from resdist import checkpoint as ckpt_io
+    from resdist.data import create_dataset
+    from resdist.models import create_model
+    from resdist.models.dirac import apply_dirac
+
+    net = apply_dirac(create_model("plain8", num_classes=10))
+    net.set_train(False)
+    ckpt = str(tmp_path / "dirac.ckpt")
+    ckpt_io.save(ckpt, ckpt_io.network_params(net), ckpt_io.network_identity("plain8", "full"))
+    data, _ = create_dataset("cifar10", made_cifar10, "val", 64, val_split="data_batch_5")
+    correct = sum(int((net(ms.Tensor(x)).asnumpy().argmax(1) == y).sum())
+                  for x, y in data.take(2).create_tuple_iterator(output_numpy=True))
+    out = tmp_path / "report.json"
+    assert int8_settings.main(["--data_path", made_cifar10, "--ckpt_files", ckpt, "--settings",
+                               "export,a8w16,float_first10", "--images", "128", "--check_images", "64",
+                               "--calib_size", "64", "--batch", "64", "--output", str(out)]) == 0
+    (entry,) = json.load(open(out))["networks"]
+    assert entry["arch"] == "plain8" and entry["images"] == 128 and entry["checkpoint"] == "dirac.ckpt"
+    assert entry["float_top1"] == round(100 * correct / 128, 2)
+    assert list(entry["settings"]) == ["export", "a8w16", "float_first10"]
+    assert entry["settings"]["float_first10"]["float_convolutions"] == 7  # all of plain8's: only fc is INT8
+    for row in entry["settings"].values():
+        assert row["top1_change"] == round(row["top1"] - entry["float_top1"], 2)
+        assert row["passes_export_check"] == (row["check_agreement"] >= 95)
+    assert "| network | float | export | a8w16 | float_first10 |" in (tmp_path / "report.md").read_text()
+
+    out2 = tmp_path / "report2.json"
+    assert int8_settings.main(["--data_path", made_cifar10, "--ckpt_files", str(tmp_path / "none.ckpt"),
+                               "--output", str(out2)]) == 2
+    assert "does not exist" in capsys.readouterr().err and not out2.exists()
+    with pytest.raises(SystemExit) as exc:
+        int8_settings.main(["--data_path", made_cifar10, "--ckpt_files", ckpt, "--settings", "export,int4",
+                            "--output", str(out2)])
+    assert exc.value.code == 2 and "unknown int4" in capsys.readouterr().err and not out2.exists()
+
+
 def _study(tmp_path, *args, **kwargs):
     import subprocess
 

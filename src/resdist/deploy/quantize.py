@@ -130,10 +130,17 @@ def first_conv_weight(model):
     return next((n.input[1] for n in model.graph.node if n.op_type == "Conv" and n.input[0] in inputs), None)
 
 
-def quantize_onnx(float_path, int8_path, images, activations="uint8", method="minmax", first_conv_weights="uint8"):
+ACTIVATION_TYPES = {"uint8": "QUInt8", "int8": "QInt8", "uint16": "QUInt16"}  # uint16: bench/int8_settings.py
+WEIGHT_TYPES = {"int8": "QInt8", "int16": "QInt16"}
+
+
+def quantize_onnx(float_path, int8_path, images, activations="uint8", method="minmax", first_conv_weights="uint8",
+                  weights="int8", float_nodes=()):
     """Write the INT8 (QDQ) version of the float ONNX model ``float_path`` to ``int8_path``, calibrated on
     ``images``; per-channel int8 weights (``first_conv_weights`` uint8 or int8 in the convolution reading the
     input), ``activations`` uint8 or int8. The opset-13 copy is written beside ``int8_path`` and removed.
+    For studies of where accuracy goes (export.py uses neither): ``weights`` int16 or ``activations`` uint16
+    (16 bits for one of them), ``float_nodes`` (names of convolutions left in float).
     Returns the first convolution's weight type as written (None: no convolution reads the input)."""
     onnx = require_onnx()
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -144,19 +151,25 @@ def quantize_onnx(float_path, int8_path, images, activations="uint8", method="mi
     onnx.save(model, converted)
     first = first_conv_weight(model)
     overrides = {}
-    if first and first_conv_weights == "uint8":  # per output channel (axis 0), as every other weight
+    if first and first_conv_weights == "uint8" and weights == "int8":  # per output channel, as every other weight
         overrides[first] = [{"quant_type": QuantType.QUInt8, "axis": 0}]
     try:
         quantize_static(converted, int8_path, _Batches(images, shape[0], input_name),
-                        quant_format=QuantFormat.QDQ, per_channel=True, weight_type=QuantType.QInt8,
-                        activation_type=QuantType.QUInt8 if activations == "uint8" else QuantType.QInt8,
+                        quant_format=QuantFormat.QDQ, per_channel=True,
+                        weight_type=getattr(QuantType, WEIGHT_TYPES[weights]),
+                        activation_type=getattr(QuantType, ACTIVATION_TYPES[activations]),
                         calibrate_method=getattr(CalibrationMethod, ONNX_METHODS[method]),
-                        extra_options={"TensorQuantOverrides": overrides})
+                        nodes_to_exclude=list(float_nodes), extra_options={"TensorQuantOverrides": overrides})
     finally:
         for leftover in (converted, converted + ".data"):
             if os.path.exists(leftover):
                 os.remove(leftover)
-    return first_conv_weights if first else None
+    return (first_conv_weights if weights == "int8" else weights) if first else None
+
+
+def conv_node_names(path):
+    """The names of the ONNX model's convolutions, in graph order (what ``float_nodes`` takes)."""
+    return [n.name for n in require_onnx().load(path).graph.node if n.op_type == "Conv"]
 
 
 def held_out_images(dataset, data_path, shape, count, val_split="auto", num_parallel_workers=2):
