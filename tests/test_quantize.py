@@ -107,7 +107,7 @@ def test_int8_from_a_float_onnx_file_with_int8_activations_and_already_quantized
 
 
 @pytest.mark.parametrize("first_conv_weights,hint", [
-    ("uint8", "Try --calib_method entropy or percentile, or more --calib_size"),
+    ("uint8", "Try --calib_method percentile or more --calib_size; a Dirac-parametrised"),
     ("int8", "On an x86 CPU without VNNI pass --first_conv_weights uint8"),
 ])
 def test_an_int8_model_that_fails_its_check_is_not_written(plain8_ckpt, made_jpegs, tmp_path, capsys, monkeypatch,
@@ -262,3 +262,28 @@ def test_the_first_convolution_is_the_one_reading_the_input():
     assert first_conv_weight(direct) == "w1"
     through = graph([helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Conv", ["r", "w2"], ["y"])])
     assert first_conv_weight(through) is None
+
+
+def test_entropy_calibration_chooses_its_own_ranges_not_minmax_ones(plain8_ckpt, tmp_path):
+    """onnxruntime's entropy calibrator, as quantize_static calls it, searches a single candidate range (MinMax's):
+    ours gives it enough bins, so some activation range is clipped below its maximum and none widened."""
+    from onnx import numpy_helper
+
+    from resdist.deploy.quantize import quantize_onnx
+
+    base = tmp_path / "p8"
+    assert export_script.main(["--ckpt_file", plain8_ckpt, "--arch", "plain8", "--file_name", str(base),
+                               "--file_format", "ONNX"]) == 0
+    images = np.random.default_rng(0).standard_normal((64, 3, 32, 32)).astype(np.float32)
+    scales = {}
+    for method in ("minmax", "entropy"):
+        path = str(tmp_path / f"{method}.onnx")
+        quantize_onnx(str(base) + ".onnx", path, images, method=method)
+        graph = onnx.load(path).graph
+        activation_scales = {n.input[1] for n in graph.node if n.op_type == "QuantizeLinear"}
+        scales[method] = {t.name: float(numpy_helper.to_array(t)) for t in graph.initializer
+                          if t.name in activation_scales}
+    assert scales["entropy"].keys() == scales["minmax"].keys() and len(scales["minmax"]) > 5
+    ratios = [scales["entropy"][k] / scales["minmax"][k] for k in scales["minmax"]]
+    assert max(ratios) <= 1 + 1e-6 and min(ratios) < 0.9
+    assert sorted(os.listdir(tmp_path)) == ["entropy.onnx", "minmax.onnx", "p8.onnx"]  # no ranges file left
