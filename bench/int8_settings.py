@@ -69,7 +69,6 @@ def float_onnx(ckpt_file, path, batch):
 
 def measure(ckpt_file, settings, args, folder):
     """One network's report entry: its float top-1 and every setting's INT8 top-1 and agreement."""
-
     from resdist.deploy import quantize
     from resdist.deploy.exported import load_exported
 
@@ -105,7 +104,6 @@ def measure(ckpt_file, settings, args, folder):
               f"{row['agreement']:6.2f}% (first {args.check_images}: {row['check_agreement']:6.2f}%)", flush=True)
         os.remove(int8_path)
     entry["calib_split"] = calib_split
-    os.remove(path)
     return entry
 
 
