@@ -18,12 +18,6 @@ Settings (--settings picks some, in this order):
   float_first10  export, with the first 10 convolutions left in float (mixed precision)
   float_last10   export, with the last 10 convolutions left in float
 
-Per network it also reports why its weights are hard or easy to quantize (``weights``): over its convolutions,
-the relative error ||Q(W) - W|| / ||W|| of symmetric per-output-channel int8 rounding (median and largest), and
-how much one tap dominates an output channel (median over convolutions of the median ratio of a channel's largest
-|weight| to its second largest): a folded Dirac convolution's identity tap sets the channel's int8 step, and the
-learned taps beside it keep only a few levels.
-
 Each network is built from its checkpoint's own record (Dirac convolutions and BatchNorm folded, as export.py
 writes it), exported to float ONNX (batch --batch) and quantized by resdist.deploy.quantize, calibrated on
 --calib_size training images (evaluation transform); onnxruntime runs every model with this CPU's kernels (the
@@ -58,27 +52,6 @@ def float_nodes(which, convs):
     return convs[-int(which[4:]):]
 
 
-def weight_statistics(path):
-    """How int8 rounding treats the ONNX model's convolution weights (see the module's docstring)."""
-    import numpy as np
-    import onnx
-    from onnx import numpy_helper
-
-    model = onnx.load(path)
-    weights = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
-    errors, dominance = [], []
-    for node in (n for n in model.graph.node if n.op_type == "Conv"):
-        w = weights[node.input[1]].reshape(weights[node.input[1]].shape[0], -1).astype(np.float64)
-        step = np.abs(w).max(1, keepdims=True) / 127
-        rounded = np.round(w / np.where(step > 0, step, 1)) * step
-        errors.append(np.linalg.norm(rounded - w) / np.linalg.norm(w))
-        top2 = np.sort(np.abs(w), 1)[:, -2:]
-        dominance.append(np.median(top2[:, 1] / np.maximum(top2[:, 0], 1e-12)))
-    return {"convolutions": len(errors), "int8_relative_error_median": round(float(np.median(errors)), 4),
-            "int8_relative_error_max": round(float(np.max(errors)), 4),
-            "top_tap_ratio_median": round(float(np.median(dominance)), 2)}
-
-
 def float_onnx(ckpt_file, path, batch):
     """Export the checkpoint's deployable network to the float ONNX file ``path``; returns its arch."""
     import mindspore as ms
@@ -110,10 +83,8 @@ def measure(ckpt_file, settings, args, folder):
                                                            "data_batch_5")
     reference = exported.predict(images).argmax(1)
     entry = {"checkpoint": portable_path(ckpt_file), "arch": arch, "images": len(images),
-             "float_top1": round(100.0 * float((reference == labels).mean()), 2), "weights": weight_statistics(path),
-             "settings": {}}
-    print(f"{name}: {arch}, float top-1 {entry['float_top1']:.2f}% on {check_split}; weights {entry['weights']}",
-          flush=True)
+             "float_top1": round(100.0 * float((reference == labels).mean()), 2), "settings": {}}
+    print(f"{name}: {arch}, float top-1 {entry['float_top1']:.2f}% on {check_split}", flush=True)
     convs = quantize.conv_node_names(path)
     for setting in settings:
         options = dict(SETTINGS[setting])
@@ -146,15 +117,6 @@ def markdown(report):
         cells = [f"{s['top1']:.2f} ({s['top1_change']:+.2f}), {s['agreement']:.1f}% [{s['check_agreement']:.1f}%]"
                  for s in (net["settings"][k] for k in settings)]
         lines.append(f"| {net['arch']} `{net['checkpoint']}` | {net['float_top1']:.2f} | " + " | ".join(cells) + " |")
-    lines += ["", "Convolution weights under per-channel int8 rounding: relative error ||Q(W) - W|| / ||W|| (median, "
-              "largest over convolutions) and the median ratio of a channel's largest |weight| to its second largest.",
-              "", "| network | convolutions | error, median | error, largest | largest / second tap |",
-              "|---|---:|---:|---:|---:|"]
-    for net in report["networks"]:
-        w = net["weights"]
-        lines.append(f"| {net['arch']} `{net['checkpoint']}` | {w['convolutions']} | "
-                     f"{w['int8_relative_error_median']:.4f} | {w['int8_relative_error_max']:.4f} | "
-                     f"{w['top_tap_ratio_median']:.2f} |")
     return "\n".join(lines) + "\n"
 
 
