@@ -38,9 +38,13 @@ from benchutil import cpu_flags, portable_command, save_report  # noqa: E402
 from plotting import line_chart  # noqa: E402
 
 STUDY = os.path.join("bench", "results", "cifar10_converged")
-DEFAULT_CIFAR = ",".join(f"{arch}={os.path.join(STUDY, row + '.ckpt')}" for arch, row in (
-    ("resnet20", "resnet20_teacher"), ("plain20", "plain20_rd"), ("resnet56", "resnet56_teacher"),
-    ("plain56", "plain56_rd_seed1")))
+# the converged study's networks as committed: its teachers, the Hub model (row plain20_rd) and the depth-56 plain
+# student whose final weights are kept (row plain56_dirac_rd)
+DEFAULT_CIFAR = ",".join(f"{arch}={path}" for arch, path in (
+    ("resnet20", os.path.join(STUDY, "resnet20_teacher.ckpt")),
+    ("plain20", os.path.join("hub", "assets", "plain20_rd_cifar10.ckpt")),
+    ("resnet56", os.path.join(STUDY, "resnet56_teacher.ckpt")),
+    ("plain56", os.path.join(STUDY, "plain56_dirac_rd.ckpt"))))
 VARIANTS = ("fp32", "int8_u8", "int8_s8")  # float; INT8 with uint8 / int8 activations
 FUSED = ("QLinearConv", "QLinearAdd", "QGemm", "Conv", "FusedConv", "Add", "Transpose", "QuantizeLinear",
          "DequantizeLinear")

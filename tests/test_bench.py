@@ -410,6 +410,16 @@ def test_transfer_bench_writes_the_digits_folder_and_runs_resumable_arms(tmp_pat
     assert not (tmp_path / "refused").exists()
 
 
+def test_int8_bench_defaults_name_committed_checkpoints():
+    """Run from the repository's top as documented, bench/int8.py's default networks are files a clone has."""
+    import int8
+
+    specs = dict(spec.split("=", 1) for spec in int8.DEFAULT_CIFAR.split(","))
+    assert set(specs) == {"resnet20", "plain20", "resnet56", "plain56"}
+    missing = [path for path in specs.values() if not os.path.isfile(os.path.join(ROOT, path))]
+    assert not missing, f"bench/int8.py's defaults name files the repository does not have: {missing}"
+
+
 @pytest.mark.slow
 def test_int8_bench_compares_float_and_int8_resnet_and_plain(made_cifar10, tmp_path):
     """bench/int8.py end to end on the tiny pair (random weights, generated CIFAR files): every variant measured,
