@@ -152,7 +152,8 @@ def main(argv=None):
     parser.add_argument("--data_path", required=True, help="CIFAR-10 binary folder (calibration, top-1)")
     parser.add_argument("--jpeg_path", default="", help="image folder calibrating the 224x224 networks")
     parser.add_argument("--cifar", default=DEFAULT_CIFAR, help="ARCH=CKPT,... trained CIFAR-10 networks "
-                                                               "(default: the converged study's rows)")
+                        "(default: the converged study's committed networks: its two teachers, the Hub plain-20 and "
+                        "the Dirac plain-56 + RD)")
     parser.add_argument("--no_imagenet", action="store_true", help="leave out ResNet-50 / plain-50 at 224")
     parser.add_argument("--batches", default="1,8")
     parser.add_argument("--calib_size", type=int, default=512)
