@@ -107,7 +107,7 @@ def test_int8_from_a_float_onnx_file_with_int8_activations_and_already_quantized
 
 
 @pytest.mark.parametrize("first_conv_weights,hint", [
-    ("uint8", "Try --calib_method percentile or more --calib_size; a Dirac-parametrised"),
+    ("uint8", "Try --calib_method percentile (a Dirac-parametrised student needs it"),
     ("int8", "On an x86 CPU without VNNI pass --first_conv_weights uint8"),
 ])
 def test_an_int8_model_that_fails_its_check_is_not_written(plain8_ckpt, made_jpegs, tmp_path, capsys, monkeypatch,

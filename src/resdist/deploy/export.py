@@ -340,9 +340,8 @@ def export_int8(cfg):
                                    f"{100 * check['top1_agreement']:.1f}% of {check_split} (held out from "
                                    f"calibration; at least {100 * quantize.MIN_TOP1_AGREEMENT:.0f}% needed); "
                                    f"nothing was written. " + (
-                                       "Try --calib_method percentile or more --calib_size; a Dirac-parametrised "
-                                       "student loses accuracy in INT8 whatever the calibration (docs/deployment.md, "
-                                       "INT8)"
+                                       "Try --calib_method percentile (a Dirac-parametrised student needs it: "
+                                       "docs/deployment.md, INT8) or more --calib_size"
                                        if cfg.first_conv_weights == "uint8" else "On an x86 CPU without VNNI pass "
                                        "--first_conv_weights uint8 (int8 weights there saturate its integer "
                                        "kernels)"))
