@@ -50,11 +50,14 @@ def run(cfg, cpu_note):
         print(f"reloaded and compared with the checkpoint network: max |logit difference| "
               f"{result['max_abs_diff']:.2e} (OK)")
     if result.get("quantized"):
-        print(f"reloaded and compared with the float model on {result['check_split']} (held out from calibration): "
-              f"top-1 agreement {100 * result['top1_agreement']:.2f}% (OK: at least "
-              f"{100 * result['min_top1_agreement']:.0f}% needed), top-1 float {result['float_top1']:.2f}% / INT8 "
-              f"{result['int8_top1']:.2f}%, max |logit difference| {result['max_abs_diff']:.3f} (largest float "
-              f"logit {result['max_abs_logit']:.2f}); on the calibration images themselves: agreement "
+        simulated = "simulated_top1" in result  # a QAT checkpoint: checked against the network it was trained as
+        print(f"reloaded and compared with the {'simulated INT8 (QAT)' if simulated else 'float'} model on "
+              f"{result['check_split']} (held out from calibration): top-1 agreement "
+              f"{100 * result['top1_agreement']:.2f}% (OK: at least {100 * result['min_top1_agreement']:.0f}% "
+              f"needed), top-1 float {result['float_top1']:.2f}% / "
+              + (f"simulated {result['simulated_top1']:.2f}% / " if simulated else "")
+              + f"INT8 {result['int8_top1']:.2f}%, max |logit difference| {result['max_abs_diff']:.3f} (largest "
+              f"reference logit {result['max_abs_logit']:.2f}); on the calibration images themselves: agreement "
               f"{100 * result['calib_agreement']:.2f}%")
     return 0
 

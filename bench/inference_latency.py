@@ -117,8 +117,8 @@ def export_models(pairs, size, batches, folder, runtimes):
     import mindspore as ms
     import numpy as np
 
-    from resdist.deploy.fold import fold_batchnorm
     from resdist.deploy.memory import analyse
+    from resdist.models.fold import fold_batchnorm
 
     paths, analytic = {}, {}
     for arch in [a for pair in pairs for a in pair]:

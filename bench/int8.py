@@ -69,9 +69,10 @@ def make_models(spec, folder, batches, calib_size, first_conv_weights="uint8"):
     import numpy as np
 
     from resdist import checkpoint as ckpt_io
+    from resdist.data import calibration_images
     from resdist.deploy import quantize
-    from resdist.deploy.fold import fold_batchnorm
     from resdist.models import create_model, model_info
+    from resdist.models.fold import fold_batchnorm
 
     # 224: the ImageNet stem; 32: the CIFAR stem where the network has a choice (ResNet-18, the paper's CIFAR pair)
     stem = "imagenet" if spec["size"] > 64 else "cifar"
@@ -88,7 +89,7 @@ def make_models(spec, folder, batches, calib_size, first_conv_weights="uint8"):
                   file_name=base, file_format="ONNX")
         paths[("fp32", batch)] = base + ".onnx"
         if calib is None:
-            calib, _ = quantize.calibration_images(spec["dataset"], spec["data"], [batch, 3, spec["size"],
+            calib, _ = calibration_images(spec["dataset"], spec["data"], [batch, 3, spec["size"],
                                                                                     spec["size"]], 10, calib_size)
         for variant, activations in (("int8_u8", "uint8"), ("int8_s8", "int8")):
             paths[(variant, batch)] = f"{base}.{variant}.onnx"

@@ -59,7 +59,7 @@ def float_onnx(ckpt_file, path, batch):
 
     from resdist import checkpoint as ckpt_io
     from resdist.build import network_from_record
-    from resdist.deploy.fold import fold_batchnorm
+    from resdist.models.fold import fold_batchnorm
 
     arch, net = network_from_record(ckpt_io.read(ckpt_file, "--ckpt_files"), ckpt_file, "--ckpt_files")
     ms.export(fold_batchnorm(net), ms.Tensor(np.zeros((batch, 3, 32, 32), np.float32)),
@@ -69,6 +69,7 @@ def float_onnx(ckpt_file, path, batch):
 
 def measure(ckpt_file, settings, args, folder):
     """One network's report entry: its float top-1 and every setting's INT8 top-1 and agreement."""
+    from resdist.data import calibration_images, held_out_images
     from resdist.deploy import quantize
     from resdist.deploy.exported import load_exported
 
@@ -77,9 +78,9 @@ def measure(ckpt_file, settings, args, folder):
     arch = float_onnx(ckpt_file, path, args.batch)
     exported = load_exported(path)
     shape = list(exported.input_shape)
-    calib, calib_split = quantize.calibration_images("cifar10", args.data_path, shape, exported.num_classes,
+    calib, calib_split = calibration_images("cifar10", args.data_path, shape, exported.num_classes,
                                                      args.calib_size, "data_batch_5")
-    images, labels, check_split = quantize.held_out_images("cifar10", args.data_path, shape, args.images,
+    images, labels, check_split = held_out_images("cifar10", args.data_path, shape, args.images,
                                                            "data_batch_5")
     reference = exported.predict(images).argmax(1)
     entry = {"checkpoint": portable_path(ckpt_file), "arch": arch, "images": len(images),

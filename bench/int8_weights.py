@@ -62,7 +62,7 @@ def folded_conv_weights(ckpt_file):
 
     from resdist import checkpoint as ckpt_io
     from resdist.build import network_from_record
-    from resdist.deploy.fold import fold_batchnorm
+    from resdist.models.fold import fold_batchnorm
 
     arch, net = network_from_record(ckpt_io.read(ckpt_file, "--ckpt_files"), ckpt_file, "--ckpt_files")
     folded = fold_batchnorm(net)

@@ -12,8 +12,8 @@ import eval as eval_script
 import export as export_script
 from resdist import checkpoint as ckpt_io
 from resdist.deploy.exported import graph_ops, load_exported
-from resdist.deploy.fold import fold_batchnorm
 from resdist.models import create_model
+from resdist.models.fold import fold_batchnorm
 
 
 def _trained_looking(arch, seed=0, **kwargs):

@@ -12,9 +12,8 @@ from test_export import _refused, _save, _trained_looking
 
 import eval as eval_script
 import export as export_script
-from resdist.data import create_dataset
+from resdist.data import calibration_images, create_dataset
 from resdist.deploy.exported import graph_ops
-from resdist.deploy.quantize import calibration_images
 from resdist.models import create_model
 
 

@@ -130,6 +130,11 @@ OPTIONS = [
     Option("dirac", False, "student convolutions parametrised as diag(a)*identity + diag(b)*W (a=1, b=0.1; from a "
            "pretrained_ckpt a=0, b=1, which starts at the pretrained network), folded into ordinary convolutions "
            "in the saved student; a and b get no weight decay", scope="train"),
+    Option("qat", False, "quantization-aware fine-tuning of a trained plain network (pretrained_ckpt): BatchNorm "
+           "folded, convolutions and activations fake-quantized as export.py's INT8 ONNX model computes them "
+           "(MinMax ranges re-measured each epoch on calib_size training images); validation is simulated INT8; "
+           "the checkpoints are ordinary ones, to export with --quantize int8 (docs/deployment.md, "
+           "\"Quantization-aware fine-tuning\")", scope="train"),
     # data
     Option("dataset", "synthetic", "cifar10, cifar100, imagefolder (train/ and val/ class folders) or synthetic "
            "(generated, for demos)", choices=("cifar10", "cifar100", "imagefolder", "synthetic")),
@@ -231,8 +236,8 @@ OPTIONS += [
            "ONNX and the onnx package (pip install -e '.[quant]')", choices=("none", "int8"), scope="export"),
     Option("calib_data", "", "export --quantize int8: the data set folder (of `dataset`) whose training split "
            "calibrates the activation ranges, with the evaluation transform", scope="export"),
-    Option("calib_size", 512, "export --quantize int8: number of calibration images", check=_positive,
-           scope="export"),
+    Option("calib_size", 512, "export --quantize int8 and train --qat: number of calibration images",
+           check=_positive, scope="train,export"),
     Option("calib_method", "minmax", "export --quantize int8: activation range from the calibration images' "
            "minimum and maximum, an entropy (KL) criterion or a percentile", choices=("minmax", "entropy",
                                                                                      "percentile"), scope="export"),

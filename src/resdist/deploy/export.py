@@ -23,11 +23,11 @@ import numpy as np
 
 from .. import checkpoint as ckpt_io
 from ..build import build_network, identity
-from ..data import native_image_size
+from ..data import calibration_images, held_out_images, native_image_size
 from ..errors import ConfigError, UserError
 from ..fsutil import remove_abandoned
+from ..models.fold import fold_batchnorm
 from .exported import RECORD_PREFIX, graph_ops, load_exported
-from .fold import fold_batchnorm
 
 logger = logging.getLogger("resdist")
 SUFFIX = {"MINDIR": ".mindir", "ONNX": ".onnx", "MNN": ".mnn", "AIR": ".air"}
@@ -231,6 +231,41 @@ def _checkpoint_inputs(cfg):
     return (fold_batchnorm(net) if cfg.fold_bn else net), images, reference, export_record(cfg, reference.shape[1])
 
 
+def check_qat_settings(cfg):
+    """A checkpoint of quantization-aware training (``train.py --qat true``) records the INT8 scheme it was trained
+    for; its INT8 model is checked against that simulated network, so it must be made with the same scheme.
+    Returns the record, or None for any other model."""
+    if not cfg.ckpt_file:
+        return None
+    trained_for = ckpt_io.meta_value(ckpt_io.read(cfg.ckpt_file), "quantization_aware")
+    if not isinstance(trained_for, str):
+        return None
+    other = [f"--{key} {cfg[key]}" for key, value in (("calib_method", "minmax"), ("quant_activations", "uint8"),
+                                                       ("first_conv_weights", "uint8")) if cfg[key] != value]
+    if cfg.file_format != "ONNX" or other:
+        raise ConfigError(f"{cfg.ckpt_file} was fine-tuned for onnxruntime's INT8 ({trained_for}) and is checked "
+                          f"against that simulated network: export it with --file_format ONNX and the default "
+                          f"calib_method, quant_activations and first_conv_weights, not "
+                          f"{', '.join(other or ['--file_format ' + cfg.file_format])}")
+    return trained_for
+
+
+def simulated_int8(deployed, calib, batch=64):
+    """predict(images) of ``deployed`` (the folded checkpoint network) as quantization-aware training simulated
+    it, with ranges measured on ``calib`` as onnxruntime's MinMax calibration measures them."""
+    import mindspore as ms
+
+    from ..models.qat import measure_ranges, quantization_aware
+
+    simulated = quantization_aware(deployed)  # folding a folded network changes nothing: no BatchNorm is left
+    measure_ranges(simulated, calib)
+
+    def predict(images):
+        return np.concatenate([simulated(ms.Tensor(images[i:i + batch])).asnumpy()
+                               for i in range(0, len(images), batch)])
+    return predict
+
+
 def export(cfg):
     """Export as ``cfg`` says; returns {"file", "format", "input_shape", "ops", "max_abs_diff" (or None), ...}."""
     if cfg.quantize == "int8":
@@ -294,6 +329,7 @@ def export_int8(cfg):
         check_dataset(cfg.dataset, cfg.calib_data, cfg.val_split)
     except UserError as exc:
         raise ConfigError(f"calibration data (--calib_data {cfg.calib_data}): {exc}") from None
+    trained_for = check_qat_settings(cfg)
     path = output_path(cfg)
     check_output(path, cfg.overwrite)
     if cfg.onnx_file:  # a quantized or foreign file is refused here
@@ -302,9 +338,9 @@ def export_int8(cfg):
     else:
         deployed, images, reference, record = _checkpoint_inputs(cfg)
         shape, num_classes = list(images.shape), reference.shape[1]
-    calib, split = quantize.calibration_images(cfg.dataset, cfg.calib_data, shape, num_classes, cfg.calib_size,
+    calib, split = calibration_images(cfg.dataset, cfg.calib_data, shape, num_classes, cfg.calib_size,
                                                cfg.val_split)
-    held_out, held_out_labels, check_split = quantize.held_out_images(cfg.dataset, cfg.calib_data, shape,
+    held_out, held_out_labels, check_split = held_out_images(cfg.dataset, cfg.calib_data, shape,
                                                                       cfg.calib_size, cfg.val_split)
     with _Staging(path) as staging:
         float_path, float_check = cfg.onnx_file, None
@@ -325,8 +361,14 @@ def export_int8(cfg):
                                                 cfg.calib_method, cfg.first_conv_weights)
             record_onnx(int8_path, {**record, RECORD_PREFIX + "quantized": "int8"})
         float_predict, int8_predict = load_exported(float_path).predict, load_exported(int8_path).predict
-        check = quantize.compare_with_float(float_predict, int8_predict, held_out, held_out_labels)
-        check["calib_agreement"] = quantize.compare_with_float(float_predict, int8_predict, calib)["top1_agreement"]
+        # the reference: the float model, or for a QAT checkpoint the INT8 network it was trained as
+        reference_predict = simulated_int8(deployed, calib) if trained_for else float_predict
+        check = quantize.compare_with_float(reference_predict, int8_predict, held_out, held_out_labels)
+        check["calib_agreement"] = quantize.compare_with_float(reference_predict, int8_predict,
+                                                               calib)["top1_agreement"]
+        if trained_for:
+            check["simulated_top1"] = check.pop("float_top1")
+            check["float_top1"] = 100.0 * float((float_predict(held_out).argmax(1) == held_out_labels).mean())
         ops = graph_ops(int8_path) if cfg.file_format == "ONNX" else None
         result = {"file": path, "format": cfg.file_format, "quantized": "int8", "input_shape": shape,
                   "activations": cfg.quant_activations, "first_conv_weights": first_conv,
@@ -334,7 +376,14 @@ def export_int8(cfg):
                   "ops": None if ops is None else {op: ops.count(op) for op in sorted(set(ops))},
                   "float_max_abs_diff": float_check,
                   "float_bytes": os.path.getsize(float_path), "bytes": os.path.getsize(int8_path),
-                  "min_top1_agreement": quantize.MIN_TOP1_AGREEMENT, **check}
+                  "min_top1_agreement": quantize.MIN_TOP1_AGREEMENT, "reference": "simulated INT8 (QAT)"
+                  if trained_for else "float", **check}
+        if check["top1_agreement"] < quantize.MIN_TOP1_AGREEMENT and trained_for:
+            raise ExportCheckError(f"the INT8 model's top-1 class agrees with that of the simulated INT8 network "
+                                   f"the checkpoint was trained as (QAT) on only {100 * check['top1_agreement']:.1f}% "
+                                   f"of {check_split} (at least {100 * quantize.MIN_TOP1_AGREEMENT:.0f}% needed); "
+                                   f"nothing was written. The simulation models onnxruntime's quantization: report "
+                                   f"this with the command line")
         if check["top1_agreement"] < quantize.MIN_TOP1_AGREEMENT:
             raise ExportCheckError(f"the INT8 model's top-1 class agrees with the float model's on only "
                                    f"{100 * check['top1_agreement']:.1f}% of {check_split} (held out from "

@@ -135,6 +135,15 @@ class Stem(nn.Cell):
         return x
 
 
+class GlobalAvgPool(nn.Cell):
+    """(N, C, H, W) -> (N, C). Two means over one axis each: a ReduceMean that ONNX (opset 11) exports, and not a
+    tuple of axes, whose first PyNative call under numpy 2 fails in MindSpore 2.10 (README, Known problems). A Cell
+    rather than a function so that a simulated-INT8 network can quantize its input (``models.qat``)."""
+
+    def construct(self, features):
+        return ops.mean(ops.mean(features, 3), 2)
+
+
 class ResNet(nn.Cell):
     """Stem -> stages -> head. ``residual=False`` builds the plain twin (see ``plain_variant``).
 
@@ -174,6 +183,7 @@ class ResNet(nn.Cell):
         self.relu = nn.ReLU()
         self.num_features = in_ch
         self.stage_channels = [w * block.expansion for w in widths]
+        self.pool = GlobalAvgPool()
         self.fc = nn.Dense(in_ch, num_classes)
 
     def forward_features(self, x):
@@ -183,10 +193,7 @@ class ResNet(nn.Cell):
         return x
 
     def forward_head(self, features):
-        # Global average pooling as two means over one axis each: a ReduceMean that ONNX (opset 11) exports, and
-        # not a tuple of axes, whose first PyNative call under numpy 2 fails in MindSpore 2.10 (README, Known
-        # problems).
-        return self.fc(ops.mean(ops.mean(features, 3), 2))
+        return self.fc(self.pool(features))
 
     def construct(self, x):
         return self.forward_head(self.forward_features(x))

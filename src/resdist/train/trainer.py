@@ -25,7 +25,7 @@ from ..distill.builder import make_objective
 from ..errors import ConfigError, TrainingError
 from ..evaluate import evaluate
 from ..fsutil import write_json, write_text
-from ..models import is_model, list_models, model_info, plain_twin, teacher_of
+from ..models import is_model, list_models, model_info, plain_twin, qat, teacher_of
 from ..models.dirac import apply_dirac, deployable_params
 from ..precision import apply_precision
 from .finetune import backbone_parameters, freeze_stages, load_pretrained
@@ -63,10 +63,35 @@ def check_applicable(cfg):
         raise ConfigError("new_classifier=true starts a pretrained network's classifier afresh, but no "
                           "pretrained_ckpt is given (a new network's classifier is new anyway); pass "
                           "--pretrained_ckpt PATH, or leave out new_classifier")
+    if cfg.qat:
+        check_qat(cfg)
     default = next(o.default for o in options_for("train") if o.name == "crop_scale_min")
     if cfg.crop_scale_min != default and cfg.dataset != "imagefolder":
         raise ConfigError(f"crop_scale_min={cfg.crop_scale_min:g} shapes image folders' random-resized crop; "
                           f"dataset={cfg.dataset} trains with its own crop and would ignore it; leave it out")
+
+
+QAT_PROCEDURES = ("plain", "kd")  # objectives on the logits alone: RD and FD read BatchNorm, which QAT folds away
+
+
+def check_qat(cfg):
+    """What quantization-aware fine-tuning (``models.qat``) takes: a trained, fully plain network and an
+    objective on its logits."""
+    if not cfg.pretrained_ckpt:
+        raise ConfigError("qat=true fine-tunes a trained network for INT8 (BatchNorm folded, as deployed): pass "
+                          "--pretrained_ckpt PATH, e.g. a run's final.ckpt")
+    if cfg.dirac:
+        raise ConfigError("qat=true fine-tunes the deployed form of the network, where Dirac convolutions are "
+                          "already ordinary ones: leave out --dirac and pass the Dirac run's final.ckpt as "
+                          "--pretrained_ckpt")
+    if cfg.procedure not in QAT_PROCEDURES:
+        raise ConfigError(f"qat=true trains with procedure plain (cross-entropy) or kd (from --teacher_ckpt), not "
+                          f"{cfg.procedure}: feature and residual distillation read BatchNorm, which QAT folds")
+    if model_info(cfg.arch).residual or cfg.plain_variant != "full":
+        raise ConfigError(f"qat=true simulates a plain network's INT8 graph; arch={cfg.arch} plain_variant="
+                          f"{cfg.plain_variant} has shortcut additions: use a plainN with plain_variant full")
+    if cfg.freeze_stages:
+        raise ConfigError("qat=true fine-tunes the whole network; leave out --freeze_stages")
 
 
 def check_inputs(cfg):
@@ -264,6 +289,8 @@ class Run:
     meta: dict                  # what every checkpoint of the run records
     start_epoch: int
     best_acc: float
+    deploy_params: object       # () -> {name: Tensor}: the network as best.ckpt / final.ckpt store it
+    calibrate: object           # qat: () -> None, re-measures the activation ranges; else None
 
     @property
     def deployable(self):
@@ -298,6 +325,9 @@ def setup_run(cfg, rank, group_size):
         apply_dirac(net, keep_function=pretrained)
         if pretrained:
             logger.info("dirac: starting at alpha 0, beta 1 (W_eff = the pretrained weights)")
+    calibrate, deploy_params = None, None
+    if cfg.qat:
+        net, calibrate, deploy_params = quantization_aware(cfg, net, num_classes)
     try:
         frozen = freeze_stages(net, cfg.freeze_stages)
     except ValueError as exc:
@@ -360,9 +390,31 @@ def setup_run(cfg, rank, group_size):
     sink_call = make_sink_call(cfg, train_step, train_ds, chunk, start_epoch) if sink else None
     meta = {**identity(cfg, cfg.arch), "procedure": cfg.procedure, "num_classes": num_classes,
             "dataset": cfg.dataset, "steps_per_epoch": steps_per_epoch, "schedule_epochs": cfg.epochs}
+    if cfg.qat:
+        meta["quantization_aware"] = qat.RECORD
     return Run(cfg, rank, group_size, train_ds, val_ds, val_info, objective, optimizer, lrs, steps_per_epoch, sink,
                chunk, window, train_step, sink_call, ckpt_io.CheckpointManager(cfg.output_dir, cfg.keep_checkpoint_max),
-               meta, start_epoch, best_acc)
+               meta, start_epoch, best_acc, deploy_params or (lambda: deployable_params(deployable)), calibrate)
+
+
+def quantization_aware(cfg, net, num_classes):
+    """The simulated-INT8 copy of the (pretrained) ``net`` that QAT trains, a function re-measuring its activation
+    ranges on ``calib_size`` training images, and one giving its weights in the ordinary checkpoint format."""
+    from ..data import calibration_images, native_image_size
+
+    size = native_image_size(cfg.dataset) or cfg.image_size
+    images, split = calibration_images(cfg.dataset, cfg.data_path, [1, 3, size, size], num_classes, cfg.calib_size,
+                                       cfg.val_split, cfg.num_parallel_workers)
+    template, simulated = net, qat.quantization_aware(net)
+
+    def calibrate():
+        qat.measure_ranges(simulated, images)
+
+    calibrate()
+    logger.info("qat: BatchNorm folded, INT8 simulated (%s); activation ranges re-measured on %s "
+                "at the start of every epoch and before validation, whose top-1 is the simulated INT8 model's",
+                qat.RECORD, split)
+    return simulated, calibrate, lambda: qat.ordinary_state(simulated, template)
 
 
 def make_sink_call(cfg, train_step, train_ds, chunk, start_epoch):
@@ -395,6 +447,8 @@ def train_epoch(run, epoch):
     """One epoch's training steps, with the host reading the device's window sums once every ``run.chunk``
     steps (to log, and to stop at a non-finite loss). Returns the epoch's training record."""
     cfg, names, steps = run.cfg, run.objective.term_names, run.steps_per_epoch
+    if run.calibrate:
+        run.calibrate()
     run.objective.set_train(True)
     record = {"epoch": epoch + 1}
     scheduled = run.objective.start_epoch(epoch)
@@ -433,6 +487,8 @@ def train_epoch(run, epoch):
 def end_epoch(run, record, train_seconds, start, history):
     """Validate, refuse non-finite weights, log, and (rank 0) save the epoch's checkpoints and metrics.json."""
     cfg, epoch = run.cfg, record["epoch"]
+    if run.calibrate:
+        run.calibrate()  # the ranges export.py's calibration will find for these weights
     if run.val_ds is not None:
         val = evaluate(run.deployable, run.val_ds)
         record.update(val_top1=val["top1"], val_top5=val["top5"])
@@ -456,7 +512,7 @@ def end_epoch(run, record, train_seconds, start, history):
                 weights_checksum(run.deployable), run.rank)
     if run.rank == 0:
         metrics = _merge_history(cfg.output_dir, history, run.val_info)
-        run.manager.save_epoch(epoch, state, deployable_params(run.deployable),
+        run.manager.save_epoch(epoch, state, run.deploy_params(),
                                {**run.meta, "epoch": epoch, "best_acc": run.best_acc}, is_best,
                                is_final=epoch == cfg.epochs,
                                before_commit=lambda: write_json(os.path.join(cfg.output_dir, "metrics.json"),

@@ -12,7 +12,7 @@ import mindspore as ms
 import numpy as np
 from mindspore import nn
 
-from ..models.dirac import refresh_parameter_names
+from .dirac import refresh_parameter_names
 
 
 def folded_conv(conv, bn):
