@@ -29,8 +29,6 @@ from .resnet import GlobalAvgPool
 RECORD = "int8: uint8 activations (MinMax), per-channel int8 weights, uint8 in the first convolution"
 ACTIVATION_LEVELS = 255  # uint8
 INT8_WEIGHT_LEVELS = 127  # symmetric int8: [-127, 127]
-# where the network is quantized, in order, for reports: what ``quantized_tensors`` names
-QUANTIZED = ("input of every convolution", "features before pooling", "classifier input", "logits")
 
 
 def straight_through(x, quantized):
