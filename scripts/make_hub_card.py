@@ -24,6 +24,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SUFFIXES = ("ckpt", "mindir", "onnx", "int8.onnx")
+CALIB_METHODS = {"minmax": "MinMax", "percentile": "percentile", "entropy": "entropy (KL)"}  # as the card says
 EVAL_KEYS = ("top1", "split", "num_samples", "arch", "dataset", "model_kind", "model_sha256")
 
 
@@ -86,9 +87,9 @@ onnxruntime and converts to an Ascend `.om` with `bash scripts/run_convert_om.sh
 `.ms` with `bash scripts/run_convert_lite.sh`.
 
 INT8: `{model}.int8.onnx` (onnxruntime post-training quantization: QDQ, per-channel int8 weights, uint8 in the
-first convolution, {activations} activations, calibrated on 512 training images) scores {int8_accuracy}% top-1 on
-the same {samples} images. The first convolution's weights are uint8 because there, on the full-range image,
-onnxruntime's int8 kernels saturate on x86 CPUs without VNNI.
+first convolution, {activations} activations, {calib_method} calibration on 512 training images) scores
+{int8_accuracy}% top-1 on the same {samples} images. The first convolution's weights are uint8 because there, on
+the full-range image, onnxruntime's int8 kernels saturate on x86 CPUs without VNNI.
 
 ## Citation
 
@@ -236,7 +237,7 @@ def make_files(args, result, staging):
              base, "--file_format", fmt, "--dataset", "cifar10"], f"export.py --file_format {fmt}")
     run([os.path.join(ROOT, "export.py"), "--onnx_file", base + ".onnx", "--file_name", base, "--file_format",
          "ONNX", "--quantize", "int8", "--dataset", "cifar10", "--calib_data", args.data_path,
-         "--quant_activations", args.quant_activations],
+         "--quant_activations", args.quant_activations, "--calib_method", args.calib_method],
         "export.py --quantize int8")
     int8_json = os.path.join(staging, "int8_eval.json")
     run([os.path.join(ROOT, "eval.py"), "--onnx", base + ".int8.onnx", "--arch", args.arch, "--dataset", "cifar10",
@@ -260,7 +261,8 @@ def make_files(args, result, staging):
                        publisher=args.publisher, ckpt_name=f"hub/assets/{args.model_name}.ckpt",
                        arch_title=args.arch.replace("plain", "plain-"), int8_accuracy=int8_accuracy,
                        trained_how=result["trained_how"][0], introduction=result["trained_how"][1],
-                       activations=args.quant_activations, choosing=result["choosing"])
+                       activations=args.quant_activations, calib_method=CALIB_METHODS[args.calib_method],
+                       choosing=result["choosing"])
     with open(base + ".md", "w", encoding="utf-8") as f:
         f.write(card)
     staged = [base + "." + s for s in SUFFIXES] + [base + ".md"]
@@ -281,6 +283,9 @@ def main(argv=None):
                         help="the INT8 file's activation type (export.py --quant_activations): uint8 is fastest "
                              "for a ResNet in onnxruntime (its additions fuse), int8 can be faster for a plain "
                              "network (docs/performance.md)")
+    parser.add_argument("--calib_method", choices=sorted(CALIB_METHODS), default="minmax",
+                        help="the INT8 file's activation ranges (export.py --calib_method): percentile for a "
+                             "Dirac-parametrised student, which loses more with minmax (docs/deployment.md, INT8)")
     parser.add_argument("--choosing", default="", metavar="FILE",
                         help="a Markdown file for the card's 'Which model to choose' section: how this model "
                              "compares with the others published (accuracy, size, latency measured, each figure "

@@ -180,7 +180,7 @@ def test_the_card_accuracy_is_what_eval_measures_on_real_data(path, real_cifar10
 def test_publishing_writes_an_int8_asset_with_its_measured_accuracy(made_cifar10, tmp_path):
     """scripts/make_hub_card.py into a scratch hub folder: the card lists the INT8 ONNX file with its sha256, and
     the INT8 accuracy on the card is what eval.py --onnx measures on the same held-out images. Asked for int8
-    activations, the file has them and the card says so."""
+    activations and percentile calibration, the file has them and the card says so."""
     import json
     import re
     import subprocess
@@ -207,7 +207,8 @@ def test_publishing_writes_an_int8_asset_with_its_measured_accuracy(made_cifar10
                            "--arch", "plain8", "--model_name", "p8_test", "--eval_json", str(tmp_path / "eval.json"),
                            "--trained_with", "python train.py ...", "--data_path", made_cifar10, "--repo_link",
                            "https://github.com/resdist/resdist", "--hub_dir", str(hub), "--quant_activations",
-                           "int8", "--choosing", str(choosing)], capture_output=True, text=True, env=env, timeout=900)
+                           "int8", "--calib_method", "percentile", "--choosing", str(choosing)], capture_output=True,
+                          text=True, env=env, timeout=900)
     assert made.returncode == 0, made.stderr[-3000:]
     assert "note: add 'p8_test' to PUBLISHED in mindspore_hub_conf.py" in made.stdout  # else its usage code fails
     header, body = check_card(str(hub / "mshub_res" / "assets" / "resdist" / "1.0" / "p8_test.md"), hub / "assets")
@@ -216,11 +217,12 @@ def test_publishing_writes_an_int8_asset_with_its_measured_accuracy(made_cifar10
     assert "trained on CIFAR-10 alone, with the cross-entropy" in body and "from a ResNet teacher" not in body
     assert "\n## Which model to choose\n\n| model | top-1 |\n|---|---|\n" in body  # between the card's sections
     assert body.index("## Introduction") < body.index("## Which model to choose") < body.index("## Usage")
-    stated = float(re.search(r"`p8_test\.int8\.onnx` .*? scores ([0-9.]+)% top-1", body, re.S).group(1))
+    stated = float(re.search(r"`p8_test\.int8\.onnx` .*? scores\s+([0-9.]+)%\s+top-1", body, re.S).group(1))
     out = str(tmp_path / "int8.json")
     assert eval_script.main(common + ["--onnx", str(hub / "assets" / "p8_test.int8.onnx"), "--output_json", out]) == 0
     assert stated == round(json.load(open(out))["top1"], 2)
-    assert re.search(r"per-channel int8 weights, uint8 in the\s+first convolution, int8 activations", body)
+    assert re.search(r"per-channel int8 weights, uint8 in the\s+first convolution, int8 activations,\s+percentile\s+"
+                     r"calibration on 512 training images", body)
     graph = onnx.load(str(hub / "assets" / "p8_test.int8.onnx")).graph
     zero_points = {i.name: i.data_type for i in graph.initializer}
     activation_types = {zero_points[n.input[2]] for n in graph.node if n.op_type == "QuantizeLinear"
