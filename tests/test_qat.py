@@ -1,5 +1,6 @@
 """Quantization-aware fine-tuning: the simulated INT8 network against onnxruntime's INT8 model, the ordinary
 checkpoint it is saved as, train.py --qat (and its refusals), and export.py's check of a QAT checkpoint."""
+import json
 import os
 
 import mindspore as ms
@@ -111,6 +112,13 @@ def test_qat_fine_tunes_and_saves_a_checkpoint_export_checks_against_the_simulat
     changed = np.abs(after["stages.0.0.conv1.weight"].asnumpy() - before["stages.0.0.conv1.weight"].asnumpy())
     assert changed.max() > 0  # trained
     assert any(name.endswith(".input_quant.range") for name in ckpt_io.read(str(out / "last.ckpt")))
+    # a QAT run resumes from its own training state (folded weights, ranges, momentum)
+    assert train_script.main(TINY[:-2] + ["--epochs", "2", "--arch", "plain8", "--procedure", "plain",
+                                          "--pretrained_ckpt", plain8_trained, "--qat", "true", "--calib_size", "64",
+                                          "--lr", "0.001", "--weight_decay", "0", "--output_dir", str(out),
+                                          "--resume", "auto"]) == 0
+    assert [e["epoch"] for e in json.load(open(out / "metrics.json"))["epochs"]] == [1, 2]
+    assert ckpt_io.read(str(out / "final.ckpt"))["quantization_aware"] == qat.RECORD
 
     base = str(tmp_path / "q8")
     argv = ["--ckpt_file", str(out / "final.ckpt"), "--arch", "plain8", "--file_name", base, "--file_format",
