@@ -132,8 +132,8 @@ OPTIONS = [
            "in the saved student; a and b get no weight decay", scope="train"),
     Option("qat", False, "quantization-aware fine-tuning of a trained plain network (pretrained_ckpt): BatchNorm "
            "folded, convolutions and activations fake-quantized as export.py's INT8 ONNX model computes them "
-           "(MinMax ranges re-measured each epoch on calib_size training images); validation is simulated INT8; "
-           "the checkpoints are ordinary ones, to export with --quantize int8 (docs/deployment.md, "
+           "(MinMax ranges measured on calib_size training images before every validation); validation is "
+           "simulated INT8; the checkpoints are ordinary ones, to export with --quantize int8 (docs/deployment.md, "
            "\"Quantization-aware fine-tuning\")", scope="train"),
     # data
     Option("dataset", "synthetic", "cifar10, cifar100, imagefolder (train/ and val/ class folders) or synthetic "

@@ -411,8 +411,8 @@ def quantization_aware(cfg, net, num_classes):
         qat.measure_ranges(simulated, images)
 
     calibrate()
-    logger.info("qat: BatchNorm folded, INT8 simulated (%s); activation ranges re-measured on %s "
-                "at the start of every epoch and before validation, whose top-1 is the simulated INT8 model's",
+    logger.info("qat: BatchNorm folded, INT8 simulated (%s); activation ranges measured on %s at the start "
+                "and again before every validation, whose top-1 is the simulated INT8 model's",
                 qat.RECORD, split)
     return simulated, calibrate, lambda: qat.ordinary_state(simulated, template)
 
@@ -447,8 +447,6 @@ def train_epoch(run, epoch):
     """One epoch's training steps, with the host reading the device's window sums once every ``run.chunk``
     steps (to log, and to stop at a non-finite loss). Returns the epoch's training record."""
     cfg, names, steps = run.cfg, run.objective.term_names, run.steps_per_epoch
-    if run.calibrate:
-        run.calibrate()
     run.objective.set_train(True)
     record = {"epoch": epoch + 1}
     scheduled = run.objective.start_epoch(epoch)
@@ -487,8 +485,8 @@ def train_epoch(run, epoch):
 def end_epoch(run, record, train_seconds, start, history):
     """Validate, refuse non-finite weights, log, and (rank 0) save the epoch's checkpoints and metrics.json."""
     cfg, epoch = run.cfg, record["epoch"]
-    if run.calibrate:
-        run.calibrate()  # the ranges export.py's calibration will find for these weights
+    if run.calibrate:  # the ranges export.py's calibration will find for these weights; the next epoch trains
+        run.calibrate()  # with them (a resumed run loads them, measured on the weights it loads)
     if run.val_ds is not None:
         val = evaluate(run.deployable, run.val_ds)
         record.update(val_top1=val["top1"], val_top5=val["top5"])
