@@ -23,6 +23,11 @@ writes it), exported to float ONNX (batch --batch) and quantized by resdist.depl
 --calib_size training images (evaluation transform); onnxruntime runs every model with this CPU's kernels (the
 report names the CPU's instruction sets: without VNNI, int8 kernels can saturate; see docs/deployment.md).
 Accuracy only: run it beside anything; bench/int8.py measures latency.
+
+How much a figure owes to the calibration sample: --calib_samples K quantizes every setting K times, on export.py's
+sample and on K-1 more disjoint samples of the same size, and reports the spread (the first sample's figures stay
+the headline). Histogram calibrations (percentile, entropy) also depend a little on --batch: onnxruntime sets the
+histogram's bin width from the first calibration batch. export.py writes batch 1: --batch 1 measures its file.
 """
 import argparse
 import os
@@ -67,9 +72,26 @@ def float_onnx(ckpt_file, path, batch):
     return arch
 
 
+def calibration_samples(data_path, shape, num_classes, size, count):
+    """``count`` disjoint calibration samples of ``size`` training images: export.py's own first (its
+    ``--calib_size`` draw), then the rest of a ``count * size`` draw (which contains it) in chunks."""
+    import numpy as np
+
+    from resdist.data import calibration_images
+
+    first, split = calibration_images("cifar10", data_path, shape, num_classes, size, "data_batch_5")
+    samples = [first]
+    if count > 1:
+        pool, _ = calibration_images("cifar10", data_path, shape, num_classes, count * size, "data_batch_5")
+        taken = {image.tobytes() for image in first}
+        rest = np.stack([image for image in pool if image.tobytes() not in taken])
+        samples += [rest[i * size:(i + 1) * size] for i in range(count - 1) if len(rest[i * size:(i + 1) * size])]
+    return samples, split
+
+
 def measure(ckpt_file, settings, args, folder):
     """One network's report entry: its float top-1 and every setting's INT8 top-1 and agreement."""
-    from resdist.data import calibration_images, held_out_images
+    from resdist.data import held_out_images
     from resdist.deploy import quantize
     from resdist.deploy.exported import load_exported
 
@@ -78,8 +100,8 @@ def measure(ckpt_file, settings, args, folder):
     arch = float_onnx(ckpt_file, path, args.batch)
     exported = load_exported(path)
     shape = list(exported.input_shape)
-    calib, calib_split = calibration_images("cifar10", args.data_path, shape, exported.num_classes,
-                                                     args.calib_size, "data_batch_5")
+    samples, calib_split = calibration_samples(args.data_path, shape, exported.num_classes, args.calib_size,
+                                               args.calib_samples)
     images, labels, check_split = held_out_images("cifar10", args.data_path, shape, args.images,
                                                            "data_batch_5")
     reference = exported.predict(images).argmax(1)
@@ -91,19 +113,27 @@ def measure(ckpt_file, settings, args, folder):
         options = dict(SETTINGS[setting])
         kept = float_nodes(options.pop("float"), convs) if "float" in options else []
         int8_path = os.path.join(folder, f"{setting}.onnx")
-        quantize.quantize_onnx(path, int8_path, calib, float_nodes=kept, **options)
-        predicted = load_exported(int8_path).predict(images).argmax(1)
-        agree = predicted == reference
-        row = {"top1": round(100.0 * float((predicted == labels).mean()), 2),
-               "agreement": round(100.0 * float(agree.mean()), 2),
-               "check_agreement": round(100.0 * float(agree[:args.check_images].mean()), 2),
-               "float_convolutions": len(kept)}
+        measured = []
+        for number, calib in enumerate(samples, 1):
+            quantize.quantize_onnx(path, int8_path, calib, float_nodes=kept, **options)
+            predicted = load_exported(int8_path).predict(images).argmax(1)
+            os.remove(int8_path)
+            agree = predicted == reference
+            measured.append({"top1": round(100.0 * float((predicted == labels).mean()), 2),
+                             "agreement": round(100.0 * float(agree.mean()), 2),
+                             "check_agreement": round(100.0 * float(agree[:args.check_images].mean()), 2)})
+            last, sample = measured[-1], f" (calibration sample {number}/{len(samples)})" if len(samples) > 1 else ""
+            print(f"  {setting:14s} top-1 {last['top1']:6.2f}% ({last['top1'] - entry['float_top1']:+.2f}), agreement "
+                  f"{last['agreement']:6.2f}% (first {args.check_images}: {last['check_agreement']:6.2f}%){sample}",
+                  flush=True)
+        row = dict(measured[0], float_convolutions=len(kept))
         row["top1_change"] = round(row["top1"] - entry["float_top1"], 2)
         row["passes_export_check"] = row["check_agreement"] >= 100 * quantize.MIN_TOP1_AGREEMENT
+        if len(measured) > 1:
+            top1 = [m["top1"] for m in measured]
+            row.update(samples=measured, top1_min=min(top1), top1_max=max(top1),
+                       top1_mean=round(sum(top1) / len(top1), 2))
         entry["settings"][setting] = row
-        print(f"  {setting:14s} top-1 {row['top1']:6.2f}% ({row['top1_change']:+.2f}), agreement "
-              f"{row['agreement']:6.2f}% (first {args.check_images}: {row['check_agreement']:6.2f}%)", flush=True)
-        os.remove(int8_path)
     entry["calib_split"] = calib_split
     return entry
 
@@ -112,10 +142,12 @@ def markdown(report):
     settings = report["settings"]
     lines = [f"INT8 top-1 (change from float) and top-1 agreement with the float model on {report['images']} "
              f"held-out images (data_batch_5); in brackets the agreement on the first {report['check_images']}, "
-             f"as export.py checks it (95% needed). `{report['command']}`", "",
+             f"as export.py checks it (95% needed); with several calibration samples, the range of top-1 over them "
+             f"(the first is export.py's). ONNX batch {report['batch']}. `{report['command']}`", "",
              "| network | float | " + " | ".join(settings) + " |", "|---|---:|" + "---:|" * len(settings)]
     for net in report["networks"]:
         cells = [f"{s['top1']:.2f} ({s['top1_change']:+.2f}), {s['agreement']:.1f}% [{s['check_agreement']:.1f}%]"
+                 + (f"; {len(s['samples'])} samples {s['top1_min']:.2f}-{s['top1_max']:.2f}" if "samples" in s else "")
                  for s in (net["settings"][k] for k in settings)]
         lines.append(f"| {net['arch']} `{net['checkpoint']}` | {net['float_top1']:.2f} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -132,7 +164,11 @@ def main(argv=None):
     parser.add_argument("--check_images", type=int, default=512, help="the first N of them: export.py's check "
                         "sample (its --calib_size, default 512)")
     parser.add_argument("--calib_size", type=int, default=512, help="calibration images (export.py's default)")
-    parser.add_argument("--batch", type=int, default=100, help="batch size of the ONNX files")
+    parser.add_argument("--calib_samples", type=int, default=1, help="disjoint calibration samples of "
+                        "--calib_size images each, the first export.py's: every setting is quantized on each and the "
+                        "spread reported (default 1)")
+    parser.add_argument("--batch", type=int, default=100, help="batch size of the ONNX files (export.py writes 1; "
+                        "percentile and entropy ranges depend a little on it)")
     parser.add_argument("--output", default=os.path.join(ROOT, "bench", "results", "int8_settings", "report.json"),
                         help="report JSON (and a .md table beside it)")
     args = parser.parse_args(argv)
@@ -142,8 +178,9 @@ def main(argv=None):
     if not files or not settings or unknown:
         parser.error(f"--settings: unknown {', '.join(unknown)}; choose from {', '.join(SETTINGS)}" if unknown else
                      "--ckpt_files and --settings each need at least one item")
-    if not 0 < args.check_images <= args.images or min(args.calib_size, args.batch) < 1:
-        parser.error("--check_images must be between 1 and --images; --calib_size and --batch at least 1")
+    if not 0 < args.check_images <= args.images or min(args.calib_size, args.batch, args.calib_samples) < 1:
+        parser.error("--check_images must be between 1 and --images; --calib_size, --calib_samples and --batch "
+                     "at least 1")
     started, networks = time.time(), []
     try:
         for ckpt_file in files:
@@ -155,7 +192,8 @@ def main(argv=None):
     report = {"command": portable_command(__file__, argv if argv is not None else sys.argv[1:]),
               "date": time.strftime("%Y-%m-%d %H:%M"), "onnxruntime": __import__("onnxruntime").__version__,
               "cpu_flags": cpu_flags(), "images": args.images, "check_images": args.check_images,
-              "calib_size": args.calib_size, "settings": settings, "wall_seconds": round(time.time() - started, 1),
+              "calib_size": args.calib_size, "calib_samples": args.calib_samples, "batch": args.batch,
+              "settings": settings, "wall_seconds": round(time.time() - started, 1),
               "networks": networks}
     save_report(report, args.output)
     write_text(os.path.splitext(args.output)[0] + ".md", markdown(report))

@@ -663,8 +663,11 @@ def test_int8_settings_measure_a_folded_dirac_student_against_its_own_float_mode
     out = tmp_path / "report.json"
     assert int8_settings.main(["--data_path", made_cifar10, "--ckpt_files", ckpt, "--settings",
                                "export,a8w16,float_first10", "--images", "128", "--check_images", "64",
-                               "--calib_size", "64", "--batch", "64", "--output", str(out)]) == 0
-    (entry,) = json.load(open(out))["networks"]
+                               "--calib_size", "64", "--calib_samples", "2", "--batch", "64",
+                               "--output", str(out)]) == 0
+    report = json.load(open(out))
+    assert report["batch"] == 64 and report["calib_samples"] == 2
+    (entry,) = report["networks"]
     assert entry["arch"] == "plain8" and entry["images"] == 128 and entry["checkpoint"] == "dirac.ckpt"
     assert entry["float_top1"] == round(100 * correct / 128, 2)
     assert list(entry["settings"]) == ["export", "a8w16", "float_first10"]
@@ -672,7 +675,15 @@ def test_int8_settings_measure_a_folded_dirac_student_against_its_own_float_mode
     for row in entry["settings"].values():
         assert row["top1_change"] == round(row["top1"] - entry["float_top1"], 2)
         assert row["passes_export_check"] == (row["check_agreement"] >= 95)
-    assert "| network | float | export | a8w16 | float_first10 |" in (tmp_path / "report.md").read_text()
+        first, second = row["samples"]  # the headline is the first sample's (export.py's own)
+        assert {k: row[k] for k in first} == first
+        assert row["top1_min"] == min(first["top1"], second["top1"]) <= row["top1"] <= row["top1_max"]
+    table = (tmp_path / "report.md").read_text()
+    assert "| network | float | export | a8w16 | float_first10 |" in table and "; 2 samples " in table
+
+    samples, _ = int8_settings.calibration_samples(made_cifar10, [1, 3, 32, 32], 10, 64, 3)
+    assert [len(s) for s in samples] == [64, 64, 64]  # disjoint: no image in two samples
+    assert len({image.tobytes() for s in samples for image in s}) == 192
 
     out2 = tmp_path / "report2.json"
     assert int8_settings.main(["--data_path", made_cifar10, "--ckpt_files", str(tmp_path / "none.ckpt"),
@@ -682,6 +693,10 @@ def test_int8_settings_measure_a_folded_dirac_student_against_its_own_float_mode
         int8_settings.main(["--data_path", made_cifar10, "--ckpt_files", ckpt, "--settings", "export,int4",
                             "--output", str(out2)])
     assert exc.value.code == 2 and "unknown int4" in capsys.readouterr().err and not out2.exists()
+    with pytest.raises(SystemExit) as exc:
+        int8_settings.main(["--data_path", made_cifar10, "--ckpt_files", ckpt, "--calib_samples", "0",
+                            "--output", str(out2)])
+    assert exc.value.code == 2 and "--calib_samples" in capsys.readouterr().err and not out2.exists()
 
 
 def _study(tmp_path, *args, **kwargs):
