@@ -9,7 +9,8 @@ repository's validator expects (YAML header between two `---` lines; sections In
 
 The accuracy on the card is the one in --eval_json (written by eval.py), with its split named in the card. The
 INT8 ONNX file is made by `export.py --quantize int8` (calibrated on --data_path's training split) and its
-accuracy measured by `eval.py --onnx` on the held-out data_batch_5 of --data_path.
+accuracy measured by `eval.py --onnx` on the held-out data_batch_5 of --data_path. With --int8_ckpt it is exported
+from a quantization-aware fine-tuned copy of --ckpt_file (`train.py --qat true --pretrained_ckpt CKPT`) instead.
 asset-link entries point at hub/assets/ in --repo_link's main branch; set --repo_link to where you publish.
 """
 import argparse
@@ -86,10 +87,10 @@ The MindIR and ONNX files have BatchNorm folded into the convolutions (`python e
 onnxruntime and converts to an Ascend `.om` with `bash scripts/run_convert_om.sh`, the MindIR to a MindSpore Lite
 `.ms` with `bash scripts/run_convert_lite.sh`.
 
-INT8: `{model}.int8.onnx` (onnxruntime post-training quantization: QDQ, per-channel int8 weights, uint8 in the
+INT8: `{model}.int8.onnx` ({int8_how}: QDQ, per-channel int8 weights, uint8 in the
 first convolution, {activations} activations, {calib_method} calibration on 512 training images) scores
 {int8_accuracy}% top-1 on the same {samples} images. The first convolution's weights are uint8 because there, on
-the full-range image, onnxruntime's int8 kernels saturate on x86 CPUs without VNNI.
+the full-range image, onnxruntime's int8 kernels saturate on x86 CPUs without VNNI.{int8_origin}
 
 ## Citation
 
@@ -202,6 +203,8 @@ def check_inputs(args):
                          args.arch, ckpt_io.network_identity(args.arch, "full", stem.get("stem")))
     result["trained_how"] = trained_how(state, args.ckpt_file)
     result["choosing"] = read_choosing(args.choosing)
+    if args.int8_ckpt:
+        check_int8_ckpt(args, stem)
     wrong = [f"{key} {result[key]!r} (expected {want!r})" for key, want in
              (("model_sha256", ckpt_io.file_sha256(args.ckpt_file)), ("arch", args.arch), ("dataset", "cifar10"),
               ("model_kind", "checkpoint")) if result[key] != want]
@@ -209,6 +212,31 @@ def check_inputs(args):
         raise PublishError(f"--eval_json {args.eval_json} did not evaluate --ckpt_file {args.ckpt_file} as "
                            f"{args.arch} on cifar10: {'; '.join(wrong)}")
     return result
+
+
+def check_int8_ckpt(args, stem):
+    """--int8_ckpt must be a quantization-aware checkpoint of the same network, fine-tuned from --ckpt_file itself
+    (its record names that file's sha256), exported in the scheme it was trained for."""
+    from resdist import checkpoint as ckpt_io
+    from resdist.models import create_model
+
+    if not args.int8_trained_with:
+        raise PublishError("--int8_ckpt needs --int8_trained_with: the command that fine-tuned it, for the card")
+    if (args.calib_method, args.quant_activations) != ("minmax", "uint8"):
+        raise PublishError(f"--int8_ckpt was fine-tuned for MinMax ranges and uint8 activations, not "
+                           f"--calib_method {args.calib_method} --quant_activations {args.quant_activations}; leave "
+                           f"both at their defaults")
+    state = ckpt_io.read(args.int8_ckpt, "--int8_ckpt")
+    if not ckpt_io.meta_value(state, "quantization_aware"):
+        raise PublishError(f"--int8_ckpt {args.int8_ckpt} is not quantization-aware; write one with train.py "
+                           f"--qat true --pretrained_ckpt {args.ckpt_file}")
+    origin = ckpt_io.meta_value(state, "pretrained_sha256")
+    if origin != ckpt_io.file_sha256(args.ckpt_file):
+        raise PublishError(f"--int8_ckpt {args.int8_ckpt} was not fine-tuned from --ckpt_file {args.ckpt_file} "
+                           f"({'its record names another file' if origin else 'it records no starting point'}); "
+                           f"fine-tune it again with train.py --qat true --pretrained_ckpt {args.ckpt_file}")
+    ckpt_io.load_network(create_model(args.arch, num_classes=10, **stem), state, "--int8_ckpt", args.int8_ckpt,
+                         args.arch, ckpt_io.network_identity(args.arch, "full", stem.get("stem")))
 
 
 def published_files(args):
@@ -235,10 +263,15 @@ def make_files(args, result, staging):
     for fmt in ("MINDIR", "ONNX"):
         run([os.path.join(ROOT, "export.py"), "--ckpt_file", base + ".ckpt", "--arch", args.arch, "--file_name",
              base, "--file_format", fmt, "--dataset", "cifar10"], f"export.py --file_format {fmt}")
-    run([os.path.join(ROOT, "export.py"), "--onnx_file", base + ".onnx", "--file_name", base, "--file_format",
-         "ONNX", "--quantize", "int8", "--dataset", "cifar10", "--calib_data", args.data_path,
-         "--quant_activations", args.quant_activations, "--calib_method", args.calib_method],
+    # export.py writes <file_name>.int8.onnx (and, from a checkpoint, the float <file_name>.onnx beside it)
+    int8_from = ["--ckpt_file", args.int8_ckpt, "--arch", args.arch, "--file_name", os.path.join(staging, "qat")] \
+        if args.int8_ckpt else ["--onnx_file", base + ".onnx", "--file_name", base]
+    run([os.path.join(ROOT, "export.py")] + int8_from + [
+        "--file_format", "ONNX", "--quantize", "int8", "--dataset", "cifar10", "--calib_data", args.data_path,
+        "--quant_activations", args.quant_activations, "--calib_method", args.calib_method],
         "export.py --quantize int8")
+    if args.int8_ckpt:
+        os.replace(os.path.join(staging, "qat.int8.onnx"), base + ".int8.onnx")
     int8_json = os.path.join(staging, "int8_eval.json")
     run([os.path.join(ROOT, "eval.py"), "--onnx", base + ".int8.onnx", "--arch", args.arch, "--dataset", "cifar10",
          "--data_path", args.data_path, "--val_split", "data_batch_5", "--output_json", int8_json],
@@ -262,11 +295,21 @@ def make_files(args, result, staging):
                        arch_title=args.arch.replace("plain", "plain-"), int8_accuracy=int8_accuracy,
                        trained_how=result["trained_how"][0], introduction=result["trained_how"][1],
                        activations=args.quant_activations, calib_method=CALIB_METHODS[args.calib_method],
-                       choosing=result["choosing"])
+                       choosing=result["choosing"], **int8_text(args))
     with open(base + ".md", "w", encoding="utf-8") as f:
         f.write(card)
     staged = [base + "." + s for s in SUFFIXES] + [base + ".md"]
     return dict(zip(staged, published_files(args)))
+
+
+def int8_text(args):
+    """How the card says the INT8 file was made."""
+    if not args.int8_ckpt:
+        return {"int8_how": "onnxruntime post-training quantization", "int8_origin": ""}
+    return {"int8_how": "quantization-aware fine-tuning, then onnxruntime's quantizer",
+            "int8_origin": "\nIt is exported from a copy of the published checkpoint fine-tuned for this INT8 "
+                           "scheme (its simulated\nrounding in the training graph), with\n\n    "
+                           f"{args.int8_trained_with}\n\nso its weights are not the float files'."}
 
 
 def main(argv=None):
@@ -286,6 +329,12 @@ def main(argv=None):
     parser.add_argument("--calib_method", choices=sorted(CALIB_METHODS), default="minmax",
                         help="the INT8 file's activation ranges (export.py --calib_method): percentile for a "
                              "Dirac-parametrised student, which loses more with minmax (docs/deployment.md, INT8)")
+    parser.add_argument("--int8_ckpt", default="", metavar="CKPT",
+                        help="export the INT8 file from this quantization-aware copy of --ckpt_file (train.py --qat "
+                             "true --pretrained_ckpt CKPT, which records what it started from) rather than by "
+                             "post-training quantization of --ckpt_file; MinMax ranges, uint8 activations")
+    parser.add_argument("--int8_trained_with", default="", metavar="COMMAND",
+                        help="with --int8_ckpt: the command that fine-tuned it, stated on the card")
     parser.add_argument("--choosing", default="", metavar="FILE",
                         help="a Markdown file for the card's 'Which model to choose' section: how this model "
                              "compares with the others published (accuracy, size, latency measured, each figure "

@@ -283,6 +283,13 @@ def to_publish(tmp_path_factory):
     ("choosing_missing", "choosing.md cannot be read (FileNotFoundError); pass a UTF-8 Markdown file"),
     ("choosing_with_a_fence", "has a line starting with '---' or '#' ('---'): the card gives the section"),
     ("choosing_with_a_heading", "has a line starting with '---' or '#' ('## Compared'): the card gives"),
+    ("int8_ckpt_without_command", "--int8_ckpt needs --int8_trained_with: the command that fine-tuned it"),
+    ("int8_ckpt_with_percentile", "was fine-tuned for MinMax ranges and uint8 activations, not --calib_method "
+                                  "percentile"),
+    ("int8_ckpt_not_quantization_aware", "is not quantization-aware; write one with train.py --qat true"),
+    ("int8_ckpt_of_another_start", "was not fine-tuned from --ckpt_file"),
+    ("int8_ckpt_recording_no_start", "(it records no starting point)"),
+    ("int8_ckpt_of_another_network", "was saved from arch 'plain56', not 'plain20'"),
 ])
 def test_publishing_refuses_bad_input_and_writes_nothing(to_publish, tmp_path, capsys, case, message):
     import json
@@ -331,6 +338,26 @@ def test_publishing_refuses_bad_input_and_writes_nothing(to_publish, tmp_path, c
         if case != "choosing_missing":
             choosing.write_text("Pick this one for size.\n" + ("---\n" if "fence" in case else "## Compared\n"))
         extra = ["--choosing", str(choosing)]
+    if case.startswith("int8_ckpt"):
+        from resdist.models import create_model
+
+        qat_ckpt = str(tmp_path / "qat.ckpt")
+        record = {"procedure": "plain", "dataset": "cifar10", "pretrained_sha256": ckpt_io.file_sha256(ckpt),
+                  "quantization_aware": "int8: ..."}
+        if case == "int8_ckpt_not_quantization_aware":
+            del record["quantization_aware"]
+        elif case == "int8_ckpt_of_another_start":
+            record["pretrained_sha256"] = "0" * 64
+        elif case == "int8_ckpt_recording_no_start":
+            del record["pretrained_sha256"]
+        qat_arch = "plain56" if case == "int8_ckpt_of_another_network" else "plain20"
+        ckpt_io.save(qat_ckpt, ckpt_io.network_params(create_model(qat_arch, num_classes=10)),
+                     {**ckpt_io.network_identity(qat_arch, "full"), **record})
+        extra = ["--int8_ckpt", qat_ckpt]
+        if case != "int8_ckpt_without_command":
+            extra += ["--int8_trained_with", "python train.py --qat true ..."]
+        if case == "int8_ckpt_with_percentile":
+            extra += ["--calib_method", "percentile"]
     if changed != result:
         eval_json = str(tmp_path / "changed.json")
         json.dump(changed, open(eval_json, "w"))

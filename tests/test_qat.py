@@ -107,6 +107,7 @@ def test_qat_fine_tunes_and_saves_a_checkpoint_export_checks_against_the_simulat
     assert "qat: BatchNorm folded, INT8 simulated" in log and "on 64 images of the" in log
     before, after = ckpt_io.read(plain8_trained), ckpt_io.read(str(out / "final.ckpt"))
     assert after["quantization_aware"] == qat.RECORD
+    assert after["pretrained_sha256"] == ckpt_io.file_sha256(plain8_trained)  # what it was fine-tuned from
     assert not any(name.endswith(".range") for name in after)  # the ordinary format: ranges stay in last.ckpt
     assert np.all(after["stages.0.0.bn1.gamma"].asnumpy() == 1.0)  # BatchNorm as identity plus bias
     changed = np.abs(after["stages.0.0.conv1.weight"].asnumpy() - before["stages.0.0.conv1.weight"].asnumpy())
@@ -118,7 +119,8 @@ def test_qat_fine_tunes_and_saves_a_checkpoint_export_checks_against_the_simulat
                                           "--lr", "0.001", "--weight_decay", "0", "--output_dir", str(out),
                                           "--resume", "auto"]) == 0
     assert [e["epoch"] for e in json.load(open(out / "metrics.json"))["epochs"]] == [1, 2]
-    assert ckpt_io.read(str(out / "final.ckpt"))["quantization_aware"] == qat.RECORD
+    resumed = ckpt_io.read(str(out / "final.ckpt"))
+    assert resumed["quantization_aware"] == qat.RECORD and resumed["pretrained_sha256"] == after["pretrained_sha256"]
 
     base = str(tmp_path / "q8")
     argv = ["--ckpt_file", str(out / "final.ckpt"), "--arch", "plain8", "--file_name", base, "--file_format",
@@ -132,6 +134,58 @@ def test_qat_fine_tunes_and_saves_a_checkpoint_export_checks_against_the_simulat
     printed = capsys.readouterr().out
     assert "compared with the simulated INT8 (QAT) model" in printed and "simulated " in printed
     assert os.path.isfile(base + ".int8.onnx")
+
+
+@pytest.mark.slow
+def test_a_hub_card_ships_the_int8_file_of_a_qat_copy_and_says_so(made_cifar10, tmp_path):
+    """make_hub_card.py --int8_ckpt: the float assets are the published checkpoint's, the INT8 file is exported
+    from its QAT copy (the simulation's scales), and the card states how it was made and what it scores."""
+    import re
+    import subprocess
+    import sys
+
+    import onnx
+    from conftest import ROOT
+
+    import eval as eval_script
+
+    qat_run = tmp_path / "qat"
+    published = str(tmp_path / "published.ckpt")  # a card publishes CIFAR-10 models only
+    ckpt_io.save(published, ckpt_io.network_params(_trained_looking("plain8")),
+                 {**ckpt_io.network_identity("plain8", "full"), "procedure": "plain", "dataset": "cifar10"})
+    # calibrated on export.py's 512 images, as make_hub_card exports it
+    assert train_script.main(["--dataset", "cifar10", "--data_path", made_cifar10, "--val_split", "data_batch_5",
+                              "--batch_size", "32", "--max_steps_per_epoch", "4", "--epochs", "1", "--log_interval",
+                              "2", "--keep_checkpoint_max", "0", "--arch", "plain8", "--procedure", "plain",
+                              "--pretrained_ckpt", published, "--qat", "true", "--lr", "0.001", "--weight_decay",
+                              "0", "--output_dir", str(qat_run)]) == 0
+    common = ["--arch", "plain8", "--dataset", "cifar10", "--data_path", made_cifar10, "--val_split", "data_batch_5"]
+    assert eval_script.main(common + ["--ckpt_file", published, "--output_json", str(tmp_path / "e.json")]) == 0
+    hub = tmp_path / "hub"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.join(ROOT, "src"), os.environ.get("PYTHONPATH", "")])}
+    made = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "make_hub_card.py"), "--ckpt_file",
+                           published, "--arch", "plain8", "--model_name", "p8q", "--eval_json",
+                           str(tmp_path / "e.json"), "--trained_with", "python train.py ...", "--data_path",
+                           made_cifar10, "--repo_link", "https://github.com/resdist/resdist", "--hub_dir", str(hub),
+                           "--int8_ckpt", str(qat_run / "final.ckpt"), "--int8_trained_with",
+                           "python train.py --qat true --pretrained_ckpt CKPT"],
+                          capture_output=True, text=True, env=env, timeout=900)
+    assert made.returncode == 0, made.stderr[-3000:]
+    assert open(hub / "assets" / "p8q.ckpt", "rb").read() == open(published, "rb").read()
+    body = open(hub / "mshub_res" / "assets" / "resdist" / "1.0" / "p8q.md", encoding="utf-8").read()
+    assert "(quantization-aware fine-tuning, then onnxruntime's quantizer: QDQ" in body
+    assert "\n    python train.py --qat true --pretrained_ckpt CKPT\n" in body
+
+    out = str(tmp_path / "int8.json")
+    assert eval_script.main(common + ["--onnx", str(hub / "assets" / "p8q.int8.onnx"), "--output_json", out]) == 0
+    stated = float(re.search(r"`p8q\.int8\.onnx` .*? scores\s+([0-9.]+)%\s+top-1", body, re.S).group(1))
+    assert stated == round(json.load(open(out))["top1"], 2)
+    # the INT8 file is the QAT copy's: its logits' range is the one the QAT run measured on its final weights
+    graph = onnx.load(str(hub / "assets" / "p8q.int8.onnx")).graph
+    scales = {i.name: onnx.numpy_helper.to_array(i) for i in graph.initializer}
+    logits = [n for n in graph.node if n.op_type == "QuantizeLinear"][-1]
+    low, high = (float(v) for v in ckpt_io.read(str(qat_run / "last.ckpt"))["fc.output_quant.range"].asnumpy())
+    np.testing.assert_allclose(float(scales[logits.input[1]]), (max(high, 0) - min(low, 0)) / 255, rtol=1e-5)
 
 
 @pytest.mark.parametrize("extra,message", [

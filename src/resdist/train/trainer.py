@@ -318,8 +318,12 @@ def setup_run(cfg, rank, group_size):
         logger.info("validation: %d images (%s)", val_info["num_samples"], val_info["split"])
 
     net = build_network(cfg, cfg.arch, num_classes)
+    pretrained_sha256 = None  # recorded in the checkpoints: what they were fine-tuned from (a Hub card checks it)
     if cfg.pretrained_ckpt and resume_state is None:  # a resume restores everything from its own checkpoint
         load_pretrained(net, cfg.pretrained_ckpt, cfg.arch, identity(cfg, cfg.arch), cfg.new_classifier)
+        pretrained_sha256 = ckpt_io.file_sha256(cfg.pretrained_ckpt)
+    elif cfg.pretrained_ckpt:
+        pretrained_sha256 = ckpt_io.meta_value(resume_state, "pretrained_sha256")
     if cfg.dirac:  # before freezing: the swap makes new parameters (alpha, beta), which must freeze too
         pretrained = bool(cfg.pretrained_ckpt) and resume_state is None
         apply_dirac(net, keep_function=pretrained)
@@ -390,6 +394,8 @@ def setup_run(cfg, rank, group_size):
     sink_call = make_sink_call(cfg, train_step, train_ds, chunk, start_epoch) if sink else None
     meta = {**identity(cfg, cfg.arch), "procedure": cfg.procedure, "num_classes": num_classes,
             "dataset": cfg.dataset, "steps_per_epoch": steps_per_epoch, "schedule_epochs": cfg.epochs}
+    if pretrained_sha256:
+        meta["pretrained_sha256"] = pretrained_sha256
     if cfg.qat:
         meta["quantization_aware"] = qat.RECORD
     return Run(cfg, rank, group_size, train_ds, val_ds, val_info, objective, optimizer, lrs, steps_per_epoch, sink,
