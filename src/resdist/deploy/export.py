@@ -85,9 +85,10 @@ def check_output(path, overwrite):
     remove_abandoned_staging(path)
 
 
-def load_checkpoint_network(cfg):
-    """The network of ``cfg.arch`` with ``cfg.ckpt_file`` loaded (its recorded arch/variant/stem checked)."""
-    state = ckpt_io.read(cfg.ckpt_file)
+def load_checkpoint_network(cfg, state=None):
+    """The network of ``cfg.arch`` with ``cfg.ckpt_file`` loaded (its recorded arch/variant/stem checked);
+    ``state``: the file already read."""
+    state = ckpt_io.read(cfg.ckpt_file) if state is None else state
     num_classes = ckpt_io.classifier_classes(state, cfg.ckpt_file)
     if cfg.num_classes and cfg.num_classes != num_classes:
         raise ConfigError(f"num_classes={cfg.num_classes} but checkpoint {cfg.ckpt_file} has a {num_classes}-class "
@@ -218,26 +219,26 @@ def _write_mnn(deployed, images, reference, staging, record):
     return written, _checked(written, "MNN", images, reference)
 
 
-def _checkpoint_inputs(cfg):
+def _checkpoint_inputs(cfg, state=None):
     """(the checkpoint network as deployed, BatchNorm folded if asked; probe images; its logits on them; the
-    record the exported file carries)."""
+    record the exported file carries). ``state``: the checkpoint already read."""
     import mindspore as ms
 
     if not cfg.ckpt_file:
         raise ConfigError("no checkpoint given: pass --ckpt_file PATH (a best.ckpt from train.py)")
-    net = load_checkpoint_network(cfg)
+    net = load_checkpoint_network(cfg, state)
     images = np.random.default_rng(0).standard_normal(input_shape(cfg)).astype(np.float32)
     reference = net(ms.Tensor(images)).asnumpy()
     return (fold_batchnorm(net) if cfg.fold_bn else net), images, reference, export_record(cfg, reference.shape[1])
 
 
-def check_qat_settings(cfg):
+def check_qat_settings(cfg, state):
     """A checkpoint of quantization-aware training (``train.py --qat true``) records the INT8 scheme it was trained
     for; its INT8 model is checked against that simulated network, so it must be made with the same scheme.
-    Returns the record, or None for any other model."""
-    if not cfg.ckpt_file:
+    Returns the record, or None for any other model (``state``: the checkpoint read, or None)."""
+    if state is None:
         return None
-    trained_for = ckpt_io.meta_value(ckpt_io.read(cfg.ckpt_file), "quantization_aware")
+    trained_for = ckpt_io.meta_value(state, "quantization_aware")
     if not isinstance(trained_for, str):
         return None
     other = [f"--{key} {cfg[key]}" for key, value in (("calib_method", "minmax"), ("quant_activations", "uint8"),
@@ -297,6 +298,25 @@ def export(cfg):
             "folded_bn": bool(cfg.fold_bn)}
 
 
+def disagreement(cfg, agreement, check_split, trained_for):
+    """The refusal of an INT8 model that agrees too little with its reference: the float model, or the simulated
+    INT8 network a QAT checkpoint was trained as (whose disagreement is a fault of the simulation, not the user)."""
+    from .quantize import MIN_TOP1_AGREEMENT
+
+    if trained_for:
+        reference, hint = ("that of the simulated INT8 network the checkpoint was trained as (QAT)",
+                           "The simulation models onnxruntime's quantization: report this with the command line")
+    elif cfg.first_conv_weights == "uint8":
+        reference, hint = ("the float model's", "Try --calib_method percentile (a Dirac-parametrised student needs "
+                           "it: docs/deployment.md, INT8) or more --calib_size")
+    else:
+        reference, hint = ("the float model's", "On an x86 CPU without VNNI pass --first_conv_weights uint8 (int8 "
+                           "weights there saturate its integer kernels)")
+    return (f"the INT8 model's top-1 class agrees with {reference} on only {100 * agreement:.1f}% of {check_split} "
+            f"(held out from calibration; at least {100 * MIN_TOP1_AGREEMENT:.0f}% needed); nothing was written. "
+            f"{hint}")
+
+
 def export_int8(cfg):
     """An INT8 ONNX model (``deploy.quantize``) of ``ckpt_file``, or of the float ONNX file ``onnx_file``,
     calibrated on ``calib_data``'s training split; written only once it agrees with the float model
@@ -329,14 +349,16 @@ def export_int8(cfg):
         check_dataset(cfg.dataset, cfg.calib_data, cfg.val_split)
     except UserError as exc:
         raise ConfigError(f"calibration data (--calib_data {cfg.calib_data}): {exc}") from None
-    trained_for = check_qat_settings(cfg)
+    state = ckpt_io.read(cfg.ckpt_file) if cfg.ckpt_file else None  # read once (a plain-50's is ~100 MB)
+    trained_for = check_qat_settings(cfg, state)
     path = output_path(cfg)
     check_output(path, cfg.overwrite)
     if cfg.onnx_file:  # a quantized or foreign file is refused here
         model, _, shape, num_classes = quantize.read_float_onnx(cfg.onnx_file)
         record = {p.key: p.value for p in model.metadata_props if p.key.startswith(RECORD_PREFIX)}
     else:
-        deployed, images, reference, record = _checkpoint_inputs(cfg)
+        deployed, images, reference, record = _checkpoint_inputs(cfg, state)
+        del state
         shape, num_classes = list(images.shape), reference.shape[1]
     calib, split = calibration_images(cfg.dataset, cfg.calib_data, shape, num_classes, cfg.calib_size,
                                                cfg.val_split)
@@ -378,21 +400,7 @@ def export_int8(cfg):
                   "float_bytes": os.path.getsize(float_path), "bytes": os.path.getsize(int8_path),
                   "min_top1_agreement": quantize.MIN_TOP1_AGREEMENT, "reference": "simulated INT8 (QAT)"
                   if trained_for else "float", **check}
-        if check["top1_agreement"] < quantize.MIN_TOP1_AGREEMENT and trained_for:
-            raise ExportCheckError(f"the INT8 model's top-1 class agrees with that of the simulated INT8 network "
-                                   f"the checkpoint was trained as (QAT) on only {100 * check['top1_agreement']:.1f}% "
-                                   f"of {check_split} (at least {100 * quantize.MIN_TOP1_AGREEMENT:.0f}% needed); "
-                                   f"nothing was written. The simulation models onnxruntime's quantization: report "
-                                   f"this with the command line")
         if check["top1_agreement"] < quantize.MIN_TOP1_AGREEMENT:
-            raise ExportCheckError(f"the INT8 model's top-1 class agrees with the float model's on only "
-                                   f"{100 * check['top1_agreement']:.1f}% of {check_split} (held out from "
-                                   f"calibration; at least {100 * quantize.MIN_TOP1_AGREEMENT:.0f}% needed); "
-                                   f"nothing was written. " + (
-                                       "Try --calib_method percentile (a Dirac-parametrised student needs it: "
-                                       "docs/deployment.md, INT8) or more --calib_size"
-                                       if cfg.first_conv_weights == "uint8" else "On an x86 CPU without VNNI pass "
-                                       "--first_conv_weights uint8 (int8 weights there saturate its integer "
-                                       "kernels)"))
+            raise ExportCheckError(disagreement(cfg, check["top1_agreement"], check_split, trained_for))
         staging.publish(int8_path)
     return result
