@@ -85,7 +85,7 @@ def calibration_samples(data_path, shape, num_classes, size, count):
         pool, _ = calibration_images("cifar10", data_path, shape, num_classes, count * size, "data_batch_5")
         taken = {image.tobytes() for image in first}
         rest = np.stack([image for image in pool if image.tobytes() not in taken])
-        samples += [rest[i * size:(i + 1) * size] for i in range(count - 1) if len(rest[i * size:(i + 1) * size])]
+        samples += [rest[start:start + size] for start in range(0, (count - 1) * size, size) if start < len(rest)]
     return samples, split
 
 

@@ -203,10 +203,11 @@ def check_inputs(args):
                          args.arch, ckpt_io.network_identity(args.arch, "full", stem.get("stem")))
     result["trained_how"] = trained_how(state, args.ckpt_file)
     result["choosing"] = read_choosing(args.choosing)
+    sha256 = ckpt_io.file_sha256(args.ckpt_file)
     if args.int8_ckpt:
-        check_int8_ckpt(args, stem)
+        check_int8_ckpt(args, stem, sha256)
     wrong = [f"{key} {result[key]!r} (expected {want!r})" for key, want in
-             (("model_sha256", ckpt_io.file_sha256(args.ckpt_file)), ("arch", args.arch), ("dataset", "cifar10"),
+             (("model_sha256", sha256), ("arch", args.arch), ("dataset", "cifar10"),
               ("model_kind", "checkpoint")) if result[key] != want]
     if wrong:
         raise PublishError(f"--eval_json {args.eval_json} did not evaluate --ckpt_file {args.ckpt_file} as "
@@ -214,9 +215,9 @@ def check_inputs(args):
     return result
 
 
-def check_int8_ckpt(args, stem):
+def check_int8_ckpt(args, stem, ckpt_sha256):
     """--int8_ckpt must be a quantization-aware checkpoint of the same network, fine-tuned from --ckpt_file itself
-    (its record names that file's sha256), exported in the scheme it was trained for."""
+    (its record names that file's sha256, ``ckpt_sha256``), exported in the scheme it was trained for."""
     from resdist import checkpoint as ckpt_io
     from resdist.models import create_model
 
@@ -231,7 +232,7 @@ def check_int8_ckpt(args, stem):
         raise PublishError(f"--int8_ckpt {args.int8_ckpt} is not quantization-aware; write one with train.py "
                            f"--qat true --pretrained_ckpt {args.ckpt_file}")
     origin = ckpt_io.meta_value(state, "pretrained_sha256")
-    if origin != ckpt_io.file_sha256(args.ckpt_file):
+    if origin != ckpt_sha256:
         raise PublishError(f"--int8_ckpt {args.int8_ckpt} was not fine-tuned from --ckpt_file {args.ckpt_file} "
                            f"({'its record names another file' if origin else 'it records no starting point'}); "
                            f"fine-tune it again with train.py --qat true --pretrained_ckpt {args.ckpt_file}")
@@ -263,7 +264,7 @@ def make_files(args, result, staging):
     for fmt in ("MINDIR", "ONNX"):
         run([os.path.join(ROOT, "export.py"), "--ckpt_file", base + ".ckpt", "--arch", args.arch, "--file_name",
              base, "--file_format", fmt, "--dataset", "cifar10"], f"export.py --file_format {fmt}")
-    # export.py writes <file_name>.int8.onnx (and, from a checkpoint, the float <file_name>.onnx beside it)
+    # export.py writes <file_name>.int8.onnx; from --int8_ckpt under another name, renamed below
     int8_from = ["--ckpt_file", args.int8_ckpt, "--arch", args.arch, "--file_name", os.path.join(staging, "qat")] \
         if args.int8_ckpt else ["--onnx_file", base + ".onnx", "--file_name", base]
     run([os.path.join(ROOT, "export.py")] + int8_from + [
