@@ -154,6 +154,25 @@ def test_a_resume_from_a_checkpoint_without_recorded_settings_checks_the_network
     assert "no config.yaml beside" in (new / "train.log").read_text()
 
 
+@pytest.mark.parametrize("dirac", [True, False])
+def test_a_moved_checkpoint_resumed_with_the_other_dirac_setting_is_refused(tmp_path, capsys, dirac):
+    """Without config.yaml beside it, only the state can say whether the run was Dirac-parametrised; loaded into
+    the other network (folded, or missing alpha and beta) it would train on as another experiment."""
+    plain8 = ["--arch", "plain8", "--procedure", "plain"] + TINY[2:]
+    run = tmp_path / "run"
+    assert train_script.main(plain8 + ["--epochs", "1", "--dirac", str(dirac).lower(), "--output_dir",
+                                       str(run)]) == 0
+    moved = tmp_path / "moved.ckpt"
+    shutil.copy(run / "last.ckpt", moved)
+    capsys.readouterr()
+    new = tmp_path / "new"
+    assert train_script.main(plain8 + ["--epochs", "2", "--dirac", str(not dirac).lower(), "--resume", str(moved),
+                                       "--output_dir", str(new)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: resume: ") and "\n" not in err and f"pass --dirac {str(dirac).lower()}" in err
+    assert not new.exists()
+
+
 def test_a_resume_with_an_unreadable_recorded_config_is_refused(one_epoch_run, tmp_path, capsys):
     run = tmp_path / "run"
     shutil.copytree(one_epoch_run, run)

@@ -71,6 +71,11 @@ def deployable_params(net):
     return fold_state({name: param.value() for name, param in net.parameters_and_names()})
 
 
+def is_dirac_state(state):
+    """Whether ``state`` (a checkpoint as read) is a Dirac run's training state, with alpha and beta unfolded."""
+    return any(name.endswith(".dirac_alpha") for name in state)
+
+
 def fold_state(state):
     """``state`` ({name: Tensor}: a network's parameters, or a checkpoint as read) with each Dirac convolution's
     weight, dirac_alpha and dirac_beta folded into one plain weight; a Dirac run's training state (last.ckpt,

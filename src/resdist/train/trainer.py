@@ -26,7 +26,7 @@ from ..errors import ConfigError, TrainingError
 from ..evaluate import evaluate
 from ..fsutil import write_json, write_text
 from ..models import is_model, list_models, model_info, plain_twin, qat, teacher_of
-from ..models.dirac import apply_dirac, deployable_params
+from ..models.dirac import apply_dirac, deployable_params, is_dirac_state
 from ..precision import apply_precision
 from .finetune import backbone_parameters, freeze_stages, load_pretrained
 from .optim import create_optimizer, lr_per_step
@@ -120,6 +120,12 @@ def read_resume_checkpoint(cfg):
         raise ckpt_io.CheckpointError(f"resume checkpoint {cfg.resume} has no optimizer state: it is a network "
                                       f"alone (as best.ckpt is), not a training checkpoint; resume from the "
                                       f"run's last.ckpt (--resume auto) or an epoch_NNNN.ckpt")
+    # a moved checkpoint has no config.yaml to compare --dirac with, and a Dirac state loads into an ordinary
+    # network (folded, as for evaluation), which would train on as another experiment: check the state itself
+    if is_dirac_state(state) != bool(cfg.dirac):
+        trained = "true" if is_dirac_state(state) else "false"
+        raise ConfigError(f"resume: {cfg.resume} is the training state of a run with dirac={trained}, this run "
+                          f"has dirac={str(bool(cfg.dirac)).lower()}; pass --dirac {trained} to continue it")
     done = int(ckpt_io.meta_value(state, "epoch", 0))
     if cfg.epochs < done:
         raise ConfigError(f"resume: {cfg.resume} has {done} epochs done, more than epochs={cfg.epochs}; pass "
