@@ -136,7 +136,12 @@ def trained_how(state, path):
     if procedure not in TRAINED_HOW:
         raise PublishError(f"--ckpt_file {path} records procedure {procedure!r}; the card describes "
                            f"{', '.join(TRAINED_HOW)}")
-    return TRAINED_HOW[procedure]
+    summary, introduction = TRAINED_HOW[procedure]
+    if isinstance(state.get("dirac"), str):  # train.py --dirac true records it (older checkpoints do not)
+        introduction += ("\nIts convolutions were Dirac-parametrised in training (W_eff = diag(alpha) * delta + "
+                         "diag(beta) * W, as in\nDiracNets and the authors' code) and are folded into ordinary "
+                         "convolutions in every file here.")
+    return summary, introduction
 
 
 def read_eval_json(path):

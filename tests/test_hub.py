@@ -246,6 +246,17 @@ def _files(folder):
         if folder.exists() else None
 
 
+def test_the_card_says_the_student_was_dirac_parametrised_only_when_its_checkpoint_records_it():
+    from resdist.models.dirac import dirac_record
+
+    publisher = _publisher()
+    state = {"procedure": "rd", "dataset": "cifar10"}
+    summary, ordinary = publisher.trained_how(state, "best.ckpt")
+    summary_dirac, dirac = publisher.trained_how({**state, "dirac": dirac_record(False)}, "best.ckpt")
+    assert "Dirac" not in ordinary and summary_dirac == summary
+    assert dirac.startswith(ordinary) and "Dirac-parametrised in training" in dirac
+
+
 @pytest.fixture(scope="module")
 def to_publish(tmp_path_factory):
     """A plain20 checkpoint, and eval.py's JSON for it, as a user would have them."""

@@ -10,6 +10,7 @@ from conftest import ROOT
 import eval as eval_script
 import train as train_script
 from resdist import checkpoint as ckpt_io
+from resdist.models.dirac import dirac_record
 
 TINY = ["--arch", "resnet8", "--synthetic_train_size", "512", "--synthetic_val_size", "64", "--batch_size", "32",
         "--log_interval", "4", "--lr", "0.05"]
@@ -139,6 +140,9 @@ def test_rd_run_logs_every_term_and_saves_a_deployable_student(trained_run, tmp_
     assert json.load(open(result))["top1"] == pytest.approx(best)
     state = ckpt_io.read(os.path.join(out, "last.ckpt"))  # the training state keeps connector and Dirac scales
     assert "train_state.connector.conv.weight" in state and "stages.0.0.conv1.dirac_alpha" in state
+    # the folded files record how they trained (a Hub card says so); a run without Dirac records nothing
+    assert ckpt_io.read(os.path.join(out, "best.ckpt"))["dirac"] == dirac_record(False) == state["dirac"]
+    assert "dirac" not in ckpt_io.read(teacher)
     # and eval.py scores it as training did at its epoch (Dirac convolutions folded on loading)
     assert eval_script.main(["--arch", "plain8", "--synthetic_val_size", "64", "--batch_size", "32",
                              "--ckpt_file", os.path.join(out, "last.ckpt"), "--output_json", result]) == 0

@@ -43,6 +43,13 @@ class DiracConv2d(nn.Cell):
         return ops.conv2d(x, self.effective_weight(), None, self.stride, "pad", self.padding)
 
 
+def dirac_record(from_pretrained):
+    """What a Dirac run's checkpoints record under "dirac" (best.ckpt and final.ckpt hold folded convolutions, so
+    only the record says how the network was trained)."""
+    start = "alpha 0, beta 1 (the pretrained weights)" if from_pretrained else "alpha 1, beta 0.1"
+    return f"W_eff = diag(alpha) * delta + diag(beta) * W, from {start}; folded in the network files"
+
+
 def refresh_parameter_names(net):
     """Give every parameter its path in ``net`` as name; graph compilation needs unique names."""
     for name, param in net.parameters_and_names():

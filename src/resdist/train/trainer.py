@@ -26,7 +26,7 @@ from ..errors import ConfigError, TrainingError
 from ..evaluate import evaluate
 from ..fsutil import write_json, write_text
 from ..models import is_model, list_models, model_info, plain_twin, qat, teacher_of
-from ..models.dirac import apply_dirac, deployable_params, is_dirac_state
+from ..models.dirac import apply_dirac, deployable_params, dirac_record, is_dirac_state
 from ..precision import apply_precision
 from .finetune import backbone_parameters, freeze_stages, load_pretrained
 from .optim import create_optimizer, lr_per_step
@@ -404,6 +404,8 @@ def setup_run(cfg, rank, group_size):
         meta["pretrained_sha256"] = pretrained_sha256
     if cfg.qat:
         meta["quantization_aware"] = qat.RECORD
+    if cfg.dirac:
+        meta["dirac"] = dirac_record(bool(cfg.pretrained_ckpt))
     return Run(cfg, rank, group_size, train_ds, val_ds, val_info, objective, optimizer, lrs, steps_per_epoch, sink,
                chunk, window, train_step, sink_call, ckpt_io.CheckpointManager(cfg.output_dir, cfg.keep_checkpoint_max),
                meta, start_epoch, best_acc, deploy_params or (lambda: deployable_params(deployable)), calibrate)
