@@ -6,18 +6,19 @@ made of each INT8 graph (how many convolutions and additions it fused into integ
     python bench/int8.py --data_path ../shared/data/cifar-10-batches-bin --jpeg_path ../shared/data/cifar10-jpeg-mini
     python bench/int8.py ... --cifar resnet20=A.ckpt,plain20=B.ckpt --no_imagenet   # other checkpoints
 
-Every INT8 model is made as ``export.py --quantize int8`` makes it (resdist.deploy.quantize: opset 13, QDQ, per-channel
-int8 weights, uint8 in the first convolution unless --first_conv_weights int8, MinMax calibration on
---calib_size images of the training split, evaluation transform), once with uint8 activations (the default) and
-once with int8 ones. Each INT8 top-1 is measured twice: as onnxruntime runs the file on this CPU (its fused
-integer kernels), and as the QDQ graph defines it (graph optimisation off: what an NPU or a CPU with VNNI
-computes); x86 CPUs without VNNI saturate with int8 weights in the first convolution, so the two differ there
-(the report names the CPU's flags). ResNet-50 / plain-50 run at 224x224 with random weights
-(10 classes; calibrated on --calib_size_224 of the JPEG folder's training images: onnxruntime's calibration keeps
-every tensor of every calibration call in memory, tens of MB an image at 224): latency and memory do not depend
-on the weights, so they have no accuracy column. Latency and memory come from bench/inference_latency.py's
-measurement (a fresh process per cell, median of --runs calls after --warmup; memory: peak resident minus
-resident before the session was built), interleaved over --rounds. Run on an otherwise idle machine.
+Every INT8 model is made as ``export.py --quantize int8`` makes it (resdist.deploy.quantize: opset 13, QDQ,
+per-channel int8 weights, uint8 in the first convolution unless --first_conv_weights int8, MinMax calibration unless
+--cifar names another for the network, ARCH=CKPT@percentile, on --calib_size images of the training split,
+evaluation transform), once with uint8 activations (the default) and once with int8 ones. Each INT8 top-1 is
+measured twice: as onnxruntime runs the file on this CPU (its fused integer kernels), and as the QDQ graph defines
+it (graph optimisation off: what an NPU or a CPU with VNNI computes); x86 CPUs without VNNI saturate with int8
+weights in the first convolution, so the two differ there (the report names the CPU's flags). ResNet-50 / plain-50
+run at 224x224 with random weights (10 classes; calibrated on --calib_size_224 of the JPEG folder's training images:
+onnxruntime's calibration keeps every tensor of every calibration call in memory, tens of MB an image at 224):
+latency and memory do not depend on the weights, so they have no accuracy column. Latency and memory come from
+bench/inference_latency.py's measurement (a fresh process per cell, median of --runs calls after --warmup; memory:
+peak resident minus resident before the session was built), interleaved over --rounds. Run on an otherwise idle
+machine.
 """
 import argparse
 import json
@@ -44,7 +45,7 @@ DEFAULT_CIFAR = ",".join(f"{arch}={path}" for arch, path in (
     ("resnet20", os.path.join(STUDY, "resnet20_teacher.ckpt")),
     ("plain20", os.path.join("hub", "assets", "plain20_rd_cifar10.ckpt")),
     ("resnet56", os.path.join(STUDY, "resnet56_teacher.ckpt")),
-    ("plain56", os.path.join(STUDY, "plain56_dirac_rd.ckpt"))))
+    ("plain56", os.path.join(STUDY, "plain56_dirac_rd.ckpt") + "@percentile")))  # as its Hub card calibrates
 VARIANTS = ("fp32", "int8_u8", "int8_s8")  # float; INT8 with uint8 / int8 activations
 FUSED = ("QLinearConv", "QLinearAdd", "QGemm", "Conv", "FusedConv", "Add", "Transpose", "QuantizeLinear",
          "DequantizeLinear")
@@ -94,7 +95,7 @@ def make_models(spec, folder, batches, calib_size, first_conv_weights="uint8"):
         for variant, activations in (("int8_u8", "uint8"), ("int8_s8", "int8")):
             paths[(variant, batch)] = f"{base}.{variant}.onnx"
             quantize.quantize_onnx(base + ".onnx", paths[(variant, batch)], calib, activations,
-                                   first_conv_weights=first_conv_weights)
+                                   spec["calib_method"], first_conv_weights=first_conv_weights)
     for variant in VARIANTS:
         path = paths[(variant, batches[0])]
         facts[variant] = {"bytes": os.path.getsize(path), "ops": optimized_ops(path)}
@@ -132,19 +133,25 @@ def measure(path, batch, size, args):
 
 
 def parse_specs(args):
+    from resdist.deploy.quantize import ONNX_METHODS
+
     specs = []
     for item in filter(None, args.cifar.split(",")):
         arch, _, ckpt = item.partition("=")
+        ckpt, _, method = ckpt.partition("@")
+        if method and method not in ONNX_METHODS:
+            raise SystemExit(f"error: --cifar {item}: unknown calibration method '{method}'; after '@' write one of "
+                             f"{', '.join(ONNX_METHODS)} (or nothing: minmax)")
         ckpt = ckpt if os.path.isabs(ckpt) else os.path.join(ROOT, ckpt)
         if not os.path.isfile(ckpt):
             raise SystemExit(f"error: checkpoint {ckpt} of {arch} does not exist (finish its study row, or pass "
                              f"--cifar {arch}=PATH)")
         specs.append({"name": arch, "arch": arch, "ckpt": ckpt, "size": 32, "dataset": "cifar10",
-                      "data": args.data_path})
+                      "data": args.data_path, "calib_method": method or "minmax"})
     if not args.no_imagenet:
         for arch in ("resnet50", "plain50"):
             specs.append({"name": f"{arch}_224", "arch": arch, "ckpt": "", "size": 224, "dataset": "imagefolder",
-                          "data": args.jpeg_path})
+                          "data": args.jpeg_path, "calib_method": "minmax"})
     return specs
 
 
@@ -152,9 +159,10 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data_path", required=True, help="CIFAR-10 binary folder (calibration, top-1)")
     parser.add_argument("--jpeg_path", default="", help="image folder calibrating the 224x224 networks")
-    parser.add_argument("--cifar", default=DEFAULT_CIFAR, help="ARCH=CKPT,... trained CIFAR-10 networks "
+    parser.add_argument("--cifar", default=DEFAULT_CIFAR, help="ARCH=CKPT[@METHOD],... trained CIFAR-10 networks, "
+                        "each INT8 copy calibrated by METHOD (minmax, percentile or entropy; default minmax) "
                         "(default: the converged study's committed networks: its two teachers, the Hub plain-20 and "
-                        "the Dirac plain-56 + RD)")
+                        "the Dirac plain-56 + RD, percentile as a Dirac student needs)")
     parser.add_argument("--no_imagenet", action="store_true", help="leave out ResNet-50 / plain-50 at 224")
     parser.add_argument("--batches", default="1,8")
     parser.add_argument("--calib_size", type=int, default=512)
@@ -200,7 +208,7 @@ def run(specs, batches, folder, args):
     for spec in specs:
         paths, facts = make_models(spec, folder, batches, args.calib_size if spec["size"] == 32 else
                                    args.calib_size_224, args.first_conv_weights)
-        row = {"net": spec["name"], "arch": spec["arch"], "size": spec["size"],
+        row = {"net": spec["name"], "arch": spec["arch"], "size": spec["size"], "calib_method": spec["calib_method"],
                "checkpoint": os.path.relpath(spec["ckpt"], ROOT) if spec["ckpt"] else None, "paths": paths,
                **{v: dict(facts[v]) for v in VARIANTS}}
         if spec["ckpt"]:
@@ -268,11 +276,13 @@ def write_markdown(report, path):
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in report["rows"]:
         name = row["net"] + (" (random weights)" if not row["checkpoint"] else "")
+        calibrated = f", {row['calib_method']}" if row.get("calib_method", "minmax") != "minmax" else ""
         for variant in VARIANTS:
             cell = row[variant]
             top1 = f"{cell['top1']:.2f}%" if "top1" in cell else "-"
             ref = f"{cell['top1_reference']:.2f}%" if "top1_reference" in cell else "-"
-            cells = [name if variant == "fp32" else "", LABELS[variant], top1, ref, f"{cell['bytes'] / 2**20:.2f}"]
+            label = LABELS[variant] + (calibrated if variant != "fp32" else "")
+            cells = [name if variant == "fp32" else "", label, top1, ref, f"{cell['bytes'] / 2**20:.2f}"]
             cells += [f"{cell[f'ms_b{b}']:.2f}" for b in batches]
             cells += [f"{cell[f'ms_b{b}'] / row['fp32'][f'ms_b{b}']:.2f}x" for b in batches]
             cells += [f"{cell[f'peak_mb_b{b}']:.1f}" for b in batches]

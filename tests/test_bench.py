@@ -420,6 +420,11 @@ def test_int8_bench_defaults_name_committed_checkpoints():
     specs = int8.parse_specs(argparse.Namespace(cifar=int8.DEFAULT_CIFAR, data_path="", no_imagenet=True))
     assert [s["arch"] for s in specs] == ["resnet20", "plain20", "resnet56", "plain56"]
     assert all(s["ckpt"].startswith(ROOT) and os.path.isfile(s["ckpt"]) for s in specs)
+    # the Dirac plain-56 calibrated as its Hub card is (percentile), the others as export.py's default
+    assert [s["calib_method"] for s in specs] == ["minmax", "minmax", "minmax", "percentile"]
+    with pytest.raises(SystemExit, match="unknown calibration method 'median'; after '@' write one of minmax"):
+        int8.parse_specs(argparse.Namespace(cifar=f"plain20={specs[1]['ckpt']}@median", data_path="",
+                                            no_imagenet=True))
 
 
 @pytest.mark.slow
@@ -438,7 +443,7 @@ def test_int8_bench_compares_float_and_int8_resnet_and_plain(made_cifar10, tmp_p
         path = str(tmp_path / f"{arch}.ckpt")
         ckpt_io.save(path, ckpt_io.network_params(create_model(arch, num_classes=10)),
                      ckpt_io.network_identity(arch, "full" if arch.startswith("plain") else None))
-        specs.append(f"{arch}={path}")
+        specs.append(f"{arch}={path}" + ("@percentile" if arch == "plain8" else ""))
     out = tmp_path / "int8.json"
     assert int8.main(["--data_path", made_cifar10, "--cifar", ",".join(specs), "--no_imagenet", "--batches", "1",
                       "--calib_size", "32", "--val_images", "1000", "--rounds", "1", "--warmup", "0", "--runs",
@@ -461,8 +466,9 @@ def test_int8_bench_compares_float_and_int8_resnet_and_plain(made_cifar10, tmp_p
     assert rows["resnet8"]["fp32"]["ops"] == {"Conv": 9} and (tmp_path / "int8.png").is_file()
     # the README tables: each variant against float, and the plain/ResNet time ratio, from the JSON's figures
     table = (tmp_path / "int8.md").read_text()
+    assert (rows["resnet8"]["calib_method"], rows["plain8"]["calib_method"]) == ("minmax", "percentile")
     u8 = rows["plain8"]["int8_u8"]
-    assert (f"|  | INT8, uint8 activations | {u8['top1']:.2f}% | {u8['top1_reference']:.2f}% | "
+    assert (f"|  | INT8, uint8 activations, percentile | {u8['top1']:.2f}% | {u8['top1_reference']:.2f}% | "
             f"{u8['bytes'] / 2**20:.2f} | {u8['ms_b1']:.2f} | {u8['ms_b1'] / rows['plain8']['fp32']['ms_b1']:.2f}x |"
             ) in table
     ratio = rows["plain8"]["int8_s8"]["ms_b1"] / rows["resnet8"]["int8_s8"]["ms_b1"]
