@@ -276,7 +276,7 @@ def write_markdown(report, path):
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in report["rows"]:
         name = row["net"] + (" (random weights)" if not row["checkpoint"] else "")
-        calibrated = f", {row['calib_method']}" if row.get("calib_method", "minmax") != "minmax" else ""
+        calibrated = f", {row['calib_method']}" if row["calib_method"] != "minmax" else ""
         for variant in VARIANTS:
             cell = row[variant]
             top1 = f"{cell['top1']:.2f}%" if "top1" in cell else "-"

@@ -150,9 +150,9 @@ def load_network(net, ckpt, what="checkpoint", path="", arch=None, expected=None
     check_identity(ckpt, what, path, expected if expected is not None else ({"arch": arch} if arch else {}))
     params = network_params(net)
     stored = {k: v for k, v in ckpt.items() if isinstance(v, ms.Tensor)}  # Parameters too; not str metadata
-    if any(n.endswith(".dirac_alpha") for n in stored) and not any(n.endswith(".dirac_alpha") for n in params):
-        from .models.dirac import fold_state  # a Dirac run's training state, into the network it deploys as
+    from .models.dirac import fold_state, is_dirac_state
 
+    if is_dirac_state(stored) and not is_dirac_state(params):  # a Dirac training state, into the deployed network
         stored = fold_state(stored)
     missing = [n for n in params if n not in stored]
     shape_bad = [f"{n} {tuple(stored[n].shape)} vs {tuple(params[n].shape)}"

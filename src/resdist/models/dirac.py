@@ -43,10 +43,16 @@ class DiracConv2d(nn.Cell):
         return ops.conv2d(x, self.effective_weight(), None, self.stride, "pad", self.padding)
 
 
+def initial_scales(keep_function):
+    """(alpha, beta) at the start: 0, 1 keeps a pretrained W's function; 1, 0.1 for training from scratch."""
+    return (0.0, 1.0) if keep_function else (1.0, 0.1)
+
+
 def dirac_record(from_pretrained):
     """What a Dirac run's checkpoints record under "dirac" (best.ckpt and final.ckpt hold folded convolutions, so
     only the record says how the network was trained)."""
-    start = "alpha 0, beta 1 (the pretrained weights)" if from_pretrained else "alpha 1, beta 0.1"
+    alpha, beta = initial_scales(from_pretrained)
+    start = f"alpha {alpha:g}, beta {beta:g}" + (" (the pretrained weights)" if from_pretrained else "")
     return f"W_eff = diag(alpha) * delta + diag(beta) * W, from {start}; folded in the network files"
 
 
@@ -63,7 +69,7 @@ def apply_dirac(net, keep_function=False):
     ``keep_function``: start at alpha 0, beta 1, so that W_eff = W and ``net`` computes what it computed before
     (a pretrained network being fine-tuned); the default alpha 1, beta 0.1 turns W into a small perturbation of
     the identity, right for a network trained from scratch and wrong for one whose W already works."""
-    alpha, beta = (0.0, 1.0) if keep_function else (1.0, 0.1)
+    alpha, beta = initial_scales(keep_function)
     for _, cell in list(net.cells_and_names()):
         if isinstance(cell, Block):  # the main path of each block
             for attr, _ in cell.CONV_BN_PAIRS:

@@ -122,8 +122,9 @@ def read_resume_checkpoint(cfg):
                                       f"run's last.ckpt (--resume auto) or an epoch_NNNN.ckpt")
     # a moved checkpoint has no config.yaml to compare --dirac with, and a Dirac state loads into an ordinary
     # network (folded, as for evaluation), which would train on as another experiment: check the state itself
-    if is_dirac_state(state) != bool(cfg.dirac):
-        trained = "true" if is_dirac_state(state) else "false"
+    trained_dirac = is_dirac_state(state)
+    if trained_dirac != bool(cfg.dirac):
+        trained = str(trained_dirac).lower()
         raise ConfigError(f"resume: {cfg.resume} is the training state of a run with dirac={trained}, this run "
                           f"has dirac={str(bool(cfg.dirac)).lower()}; pass --dirac {trained} to continue it")
     done = int(ckpt_io.meta_value(state, "epoch", 0))
